@@ -1,0 +1,3 @@
+from aibridge.cli import main
+
+main()

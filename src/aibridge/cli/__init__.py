@@ -1,0 +1,17 @@
+"""The ``aibridge`` command line: thin commands that parse options and call one library function.
+
+Each command family lives in its own module; heavy libraries (Litestar, uvicorn, aiohttp, the
+parsers) are imported inside command bodies so that ``aibridge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from aibridge.cli import agent, deploy, fly, kpis, loadtest, serve  # noqa: F401  (registers commands)
+from aibridge.cli._app import app
+
+__all__ = ("app", "main")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
