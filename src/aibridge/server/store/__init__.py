@@ -1,0 +1,1 @@
+"""Message stores: where history, offline queues, unacknowledged deliveries and tasks live."""
