@@ -1,0 +1,98 @@
+"""Running a check: a snapshot, a window of probes and scrapes, a PromQL query, or all of them on repeat."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import httpx
+
+from aibridge.errors import TargetUnreachableError
+from aibridge.ops.kpis.config import KpiOptions
+from aibridge.ops.kpis.judge import Observation, judge
+from aibridge.ops.kpis.limits import fly_memory_limit
+from aibridge.ops.kpis.model import KpiReport
+from aibridge.ops.kpis.scrape import fetch_scrape, probe_health
+from aibridge.ops.kpis.units import format_bytes
+
+__all__ = ("check_kpis", "fallback_limit", "watch_kpis")
+
+OnUpdate = Callable[[KpiReport], None]
+
+
+def fallback_limit(options: KpiOptions) -> tuple[int, str] | None:
+    """The limit used when the app exports none: fly.toml ``[[vm]]`` first, then ``--memory-limit``."""
+    if options.config_path:
+        return fly_memory_limit(options.config_path)
+    if options.memory_limit_bytes:
+        return options.memory_limit_bytes, f"--memory-limit {format_bytes(options.memory_limit_bytes)}"
+    return None
+
+
+def _observe(client: httpx.Client, options: KpiOptions, obs: Observation) -> None:
+    obs.probes.append(probe_health(client, options.health_url, options.timeout_s))
+    try:
+        obs.scrapes.append(fetch_scrape(client, options.resolved_metrics_url, options.timeout_s))
+    except TargetUnreachableError:
+        obs.failed_scrapes += 1  # the app went away mid-window: the probes count it as downtime
+
+
+def _scraped_window(options: KpiOptions, on_update: OnUpdate | None) -> KpiReport:
+    fallback = fallback_limit(options)
+    obs = Observation()
+    with httpx.Client() as client:
+        first = probe_health(client, options.health_url, options.timeout_s)
+        if first.status is None:
+            raise TargetUnreachableError(f"{options.health_url} does not answer: {first.error}")
+        obs.probes.append(first)
+        try:
+            obs.scrapes.append(fetch_scrape(client, options.resolved_metrics_url, options.timeout_s))
+        except TargetUnreachableError as error:
+            raise TargetUnreachableError(f"{error.detail} (set it with --metrics-url)") from None
+        ticks = math.floor(options.window_s / options.interval_s + 1e-9)
+        offsets = [i * options.interval_s for i in range(1, ticks + 1)]
+        if options.window_s > 0 and (not offsets or offsets[-1] < options.window_s - 1e-9):
+            offsets.append(options.window_s)  # always observe the far end of the window
+        start = time.monotonic()
+        for offset in offsets:
+            if on_update is not None:
+                on_update(judge(options, obs, fallback, complete=False))
+            # Pacing, not a race: the next probe is due at a fixed offset from the start.
+            time.sleep(max(0.0, start + offset - time.monotonic()))
+            _observe(client, options, obs)
+    report = judge(options, obs, fallback)
+    if on_update is not None:
+        on_update(report)
+    return report
+
+
+def check_kpis(options: KpiOptions, on_update: OnUpdate | None = None) -> KpiReport:
+    """Judge the app's KPIs once; ``on_update`` sees the partial report after every probe."""
+    if options.prometheus is not None:
+        from aibridge.ops.kpis.promql import prometheus_report
+
+        report = prometheus_report(options)
+        if on_update is not None:
+            on_update(report)
+        return report
+    return _scraped_window(options, on_update)
+
+
+def watch_kpis(options: KpiOptions, on_update: OnUpdate, runs: int | None = None) -> KpiReport:
+    """Repeat :func:`check_kpis` (``runs`` times, or until Ctrl-C); return the last complete report."""
+    last: KpiReport | None = None
+    done = 0
+    try:
+        while runs is None or done < runs:
+            started = time.monotonic()
+            last = check_kpis(options, on_update)
+            done += 1
+            if (runs is None or done < runs) and (options.window_s == 0 or options.prometheus is not None):
+                # Snapshots and queries are instant: repeat them once per interval.
+                time.sleep(max(0.0, started + options.interval_s - time.monotonic()))
+    except KeyboardInterrupt:
+        if last is None:
+            raise
+    assert last is not None
+    return last
