@@ -1,0 +1,222 @@
+"""Limits that keep one 512 MB machine alive: per-client HTTP rate limit, per-socket envelope
+budget, and a cap on concurrent connections.
+
+The HTTP rate limit is Litestar's ``RateLimitMiddleware`` (identifier callback, path exclusion,
+store, ``RateLimit-*`` headers). It is subclassed only where it cannot follow our settings: it
+counts in whole seconds/minutes/hours/days while ``AI_BRIDGE_RATE_WINDOW_MS`` is any number of
+milliseconds, and it sends no ``Retry-After``. Installed in Litestar's ``middleware`` list, its
+429s pass through Litestar's CORS layer, so browsers can read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
+from litestar.serialization import decode_json, encode_json
+
+if TYPE_CHECKING:
+    from litestar.connection import Request
+    from litestar.stores.base import Store
+
+    from aibridge.server.config import BridgeConfig
+
+__all__ = (
+    "UNLIMITED",
+    "BridgeRateLimitConfig",
+    "ConnectionGate",
+    "TokenBucket",
+    "client_ip",
+    "rate_limit_config",
+    "ws_bucket",
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+NEVER_LIMITED = ("^/health$",)
+"""Path patterns no limit applies to: Fly's health checks and load tests hammer /health."""
+
+
+def client_ip(scope: Scope) -> str:
+    """The client's address: ``Fly-Client-IP`` (set by Fly's proxy) when present, else the peer.
+
+    Only trust this behind Fly's proxy, which overwrites the header; reached directly, a client
+    could choose its own rate-limit key.
+    """
+    for name, value in scope["headers"]:
+        if name == b"fly-client-ip":
+            return str(value.decode("latin-1"))
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _request_ip(request: Request[Any, Any, Any]) -> str:
+    return client_ip(request.scope)  # type: ignore[arg-type]
+
+
+@dataclass
+class BridgeRateLimitConfig(RateLimitConfig):
+    """Litestar's config plus a window in milliseconds (its ``rate_limit`` unit is then unused)."""
+
+    window_ms: int = 60_000
+
+
+class _WindowRateLimitMiddleware(RateLimitMiddleware):
+    """A fixed window of ``window_ms`` per client instead of Litestar's whole time units."""
+
+    config: BridgeRateLimitConfig
+
+    async def retrieve_cached_history(self, key: str, store: Store) -> CacheObject:
+        now = int(time.time() * 1000)
+        cached = await store.get(key)
+        if cached:
+            cache_object = CacheObject(**decode_json(value=cached))
+            if cache_object.reset > now:
+                return cache_object
+        return CacheObject(history=[], reset=now + self.config.window_ms)
+
+    async def set_cached_history(self, key: str, cache_object: CacheObject, store: Store) -> None:
+        cache_object.history = [int(time.time() * 1000), *cache_object.history]
+        expires = timedelta(milliseconds=max(cache_object.reset - int(time.time() * 1000), 1))
+        await store.set(key, encode_json(cache_object), expires_in=expires)
+
+    def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
+        remaining = max(self.max_requests - len(cache_object.history), 0)
+        reset_s = max(math.ceil((cache_object.reset - time.time() * 1000) / 1000), 0)
+        headers = {
+            self.config.rate_limit_policy_header_key: (
+                f"{self.max_requests};w={math.ceil(self.config.window_ms / 1000)}"
+            ),
+            self.config.rate_limit_limit_header_key: str(self.max_requests),
+            self.config.rate_limit_remaining_header_key: str(remaining),
+            self.config.rate_limit_reset_header_key: str(reset_s),
+        }
+        if remaining == 0:
+            # On the 429 and on the response that used the last request of the window: the
+            # advice "wait this long before the next request" is true for both.
+            headers["Retry-After"] = str(max(reset_s, 1))
+        return headers
+
+
+def rate_limit_config(config: BridgeConfig) -> BridgeRateLimitConfig | None:
+    """The HTTP rate limit from ``AI_BRIDGE_RATE_*``; ``None`` when ``AI_BRIDGE_RATE_MAX`` is 0.
+
+    Add ``.middleware`` to the Litestar app's ``middleware`` list. Handlers can opt out with
+    ``opt={"no_rate_limit": True}``.
+    """
+    if config.rate_max == 0:
+        return None
+    return BridgeRateLimitConfig(
+        rate_limit=("minute", config.rate_max),
+        window_ms=config.rate_window_ms,
+        exclude=list(NEVER_LIMITED),
+        exclude_opt_key="no_rate_limit",
+        identifier_for_request=_request_ip,
+        middleware_class=_WindowRateLimitMiddleware,
+    )
+
+
+class TokenBucket:
+    """Per-WebSocket envelope budget: ``rate`` tokens a second, bursts up to ``rate``.
+
+    The ws code calls :meth:`take` once per envelope and answers an error frame when it is False.
+    """
+
+    __slots__ = ("_clock", "_stamp", "_tokens", "capacity", "rate")
+
+    def __init__(
+        self, rate: float, capacity: float | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.rate = rate
+        self.capacity = rate if capacity is None else capacity
+        self._clock = clock
+        self._tokens = self.capacity
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        if self._tokens < 1.0:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens < 1.0:
+                return False
+        self._tokens -= 1.0
+        return True
+
+
+class _Unlimited:
+    __slots__ = ()
+
+    def take(self) -> bool:
+        return True
+
+
+UNLIMITED = _Unlimited()
+"""The bucket used when ``AI_BRIDGE_WS_RATE_MAX`` is 0: ``take()`` is always True."""
+
+
+def ws_bucket(config: BridgeConfig) -> TokenBucket | _Unlimited:
+    """A fresh bucket for one WebSocket connection, per ``AI_BRIDGE_WS_RATE_MAX``."""
+    return TokenBucket(config.ws_rate_max) if config.ws_rate_max > 0 else UNLIMITED
+
+
+class ConnectionGate:
+    """Caps concurrent HTTP requests plus open WebSockets at ``limit``; beyond, 503 or a refused
+    handshake, so a flood costs a few bytes instead of the machine's memory.
+
+    ``gate.middleware`` is a pure ASGI middleware factory. Every instance shares this gate's
+    count, so it can sit in Litestar's per-route ``middleware`` list (inside CORS) or wrap the app.
+    """
+
+    def __init__(self, limit: int, exempt_paths: frozenset[str] = frozenset({"/health"})) -> None:
+        self.limit = limit
+        self.active = 0
+        self.rejected = 0
+        self.exempt_paths = exempt_paths
+        self._body = json.dumps(
+            {"status_code": 503, "detail": f"Server at its limit of {limit} connections; retry shortly"}
+        ).encode()
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def gate(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt_paths:
+                await app(scope, receive, send)
+                return
+            if self.active >= self.limit:
+                self.rejected += 1
+                await self._refuse(scope, receive, send)
+                return
+            self.active += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.active -= 1
+
+        return gate
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode()),
+            (b"retry-after", b"1"),
+        ]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": self._body})
+            return
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": self._body})
+        else:
+            await send({"type": "websocket.close", "code": 1013})  # "try again later"

@@ -1,0 +1,350 @@
+"""Prometheus metrics of the bridge, on a registry of their own, served on a second port.
+
+Names are a contract (``aibridge check-kpis`` reads them). Hot-path counters are plain ints or
+cached prometheus-client children; gauges that describe state (queues, history, memory limit)
+are computed only when Prometheus scrapes, so no request pays for them.
+
+The exposition is always the Prometheus text format 0.0.4, never OpenMetrics: the contract has
+both a gauge ``aibridge_websocket_connections`` and a counter ``aibridge_websocket_connections_total``,
+two families in the text format but one clashing family name in OpenMetrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from aibridge.errors import ConfigError
+from aibridge.server.events import EnvelopeOutcome
+
+if TYPE_CHECKING:
+    from aibridge.server.config import BridgeConfig
+    from aibridge.server.events import BridgeEvents
+    from aibridge.server.store.base import StoreStats
+
+__all__ = (
+    "DURATION_BUCKETS",
+    "UNMATCHED_ROUTE",
+    "BridgeMetrics",
+    "MetricsMiddleware",
+    "MetricsServer",
+    "PrometheusEvents",
+    "memory_limit_bytes",
+    "metrics_app",
+    "seconds_since_process_start",
+    "serve_metrics",
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Includes 0.5 exactly: the KPI is "< 500 ms", so its share must be a bucket, not an interpolation."""
+UNMATCHED_ROUTE = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+_UNLIMITED_V1 = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded LONG_MAX
+_OUTCOMES: tuple[EnvelopeOutcome, ...] = ("delivered", "queued", "broadcast", "dropped", "rejected")
+
+log = logging.getLogger("aibridge.metrics")
+
+
+def seconds_since_process_start(proc: str = "/proc") -> float | None:
+    """Time since this process was started, from ``/proc/self/stat``; ``None`` without /proc.
+
+    Both ends are on the boot-time clock in 10 ms ticks, unlike ``process_start_time_seconds``
+    (whole-second ``btime``), so a 0.8 s start-up reads as 0.8 s, not 0 or 2.
+    """
+    try:
+        stat = Path(proc, "self", "stat").read_bytes()
+        ticks = int(stat.rpartition(b")")[2].split()[19])  # field 22, starttime (comm may hold spaces)
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_limit_bytes(cgroup_dir: str | os.PathLike[str]) -> int | None:
+    """The cgroup memory limit (v2 ``memory.max``, else v1), or ``None`` when unlimited or absent."""
+    for relative in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(cgroup_dir, relative).read_text().strip()
+        except OSError:
+            continue
+        if raw == "max" or not raw.isdigit() or int(raw) >= _UNLIMITED_V1:
+            return None
+        return int(raw)
+    return None
+
+
+class _StateCollector(Collector):
+    """Everything read at scrape time: connection and envelope counts, store stats, limits.
+
+    It has no ``describe`` on purpose: the registry then skips its name-clash check, which would
+    reject the contract's gauge/counter pair (see the module docstring).
+    """
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Any]:
+        m = self._m
+        yield GaugeMetricFamily(
+            "aibridge_websocket_connections", "WebSocket connections open now.", value=m.ws_open
+        )
+        yield CounterMetricFamily(
+            "aibridge_websocket_connections", "WebSocket connections accepted.", value=m.ws_accepted
+        )
+        envelopes = CounterMetricFamily(
+            "aibridge_envelopes", "Envelopes handled, by outcome.", labels=("outcome",)
+        )
+        for outcome in _OUTCOMES:
+            envelopes.add_metric((outcome,), m.envelopes[outcome])
+        yield envelopes
+        stats = m.read_stats()
+        if stats is not None:
+            yield GaugeMetricFamily(
+                "aibridge_queue_depth", "Envelopes waiting in offline queues.", value=stats.queued_messages
+            )
+            yield GaugeMetricFamily(
+                "aibridge_queued_bytes", "Bytes held in offline queues.", value=stats.queued_bytes
+            )
+            yield GaugeMetricFamily("aibridge_queues", "Offline queues held.", value=stats.queues)
+            yield GaugeMetricFamily(
+                "aibridge_history_size", "Envelopes kept in history.", value=stats.history_size
+            )
+        limit = memory_limit_bytes(m.cgroup_dir) if m.cgroup_dir else None
+        if limit is not None:
+            yield GaugeMetricFamily(
+                "aibridge_memory_limit_bytes", "Memory limit of this machine's cgroup.", value=limit
+            )
+        if m.startup_seconds is not None:
+            yield GaugeMetricFamily(
+                "aibridge_startup_duration_seconds",
+                "Time from process start to serving requests.",
+                value=m.startup_seconds,
+            )
+        yield InfoMetricFamily("aibridge_build", "Version of aibridge.", value={"version": m.version})
+
+
+class BridgeMetrics:
+    """The bridge's metrics on a dedicated registry (never prometheus-client's global one)."""
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        cgroup_dir: str | None = None,
+        stats: Callable[[], StoreStats] | None = None,
+        process: bool = True,
+    ) -> None:
+        self.version = version
+        self.cgroup_dir = cgroup_dir
+        self.stats = stats
+        self.startup_seconds: float | None = None
+        self.ws_open = 0
+        self.ws_accepted = 0
+        self.envelopes: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "aibridge_http_requests",
+            "HTTP requests by method, route template and status class.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "aibridge_http_request_duration_seconds",
+            "HTTP request duration, from the first byte in to the last byte out.",
+            ("method", "route"),
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter("aibridge_errors", "Errors by kind.", ("kind",), registry=self.registry)
+        if process:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            self.registry.register(GC_COLLECTOR)
+        self.registry.register(_StateCollector(self))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def mark_ready(self) -> float | None:
+        """Record start-up duration; call once, when the public listener accepts connections."""
+        self.startup_seconds = seconds_since_process_start()
+        return self.startup_seconds
+
+    def read_stats(self) -> StoreStats | None:
+        if self.stats is None:
+            return None
+        try:
+            return self.stats()
+        except Exception:  # a broken stats source must not break the whole scrape
+            log.exception("store stats unavailable for this scrape")
+            return None
+
+    def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Count one finished HTTP request; label children are cached so this stays a dict lookup."""
+        key = (method, route or UNMATCHED_ROUTE, status)
+        children = self._children.get(key)
+        if children is None:
+            label_method = method if method in _METHODS else "OTHER"
+            status_class = _STATUS_CLASSES[status // 100] if 100 <= status < 600 else "5xx"
+            children = (
+                self.requests.labels(label_method, key[1], status_class),
+                self.duration.labels(label_method, key[1]),
+            )
+            if len(self._children) < 4096:  # bounded: method x route x status is small in practice
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class PrometheusEvents:
+    """The hub's observer (``aibridge.server.events.BridgeEvents``) feeding :class:`BridgeMetrics`."""
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self._m = metrics
+        self._errors: dict[str, Any] = {}
+
+    def envelope(self, outcome: EnvelopeOutcome, count: int = 1) -> None:
+        self._m.envelopes[outcome] += count
+
+    def ws_connected(self) -> None:
+        self._m.ws_open += 1
+        self._m.ws_accepted += 1
+
+    def ws_disconnected(self) -> None:
+        self._m.ws_open -= 1
+
+    def error(self, kind: str) -> None:
+        child = self._errors.get(kind)
+        if child is None:
+            child = self._errors[kind] = self._m.errors.labels(kind)
+        child.inc()
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware counting HTTP requests by route template, status class and duration.
+
+    Wrap the whole Litestar app with it (outside CORS, rate limit and connection cap) so 404s,
+    429s and 503s are counted too. Litestar writes the matched template to ``scope["path_template"]``.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: BridgeMetrics) -> None:
+        self.app = app
+        self.observe = metrics.observe_request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.observe(scope["method"], scope.get("path_template"), status, time.perf_counter() - start)
+
+
+def metrics_app(metrics: BridgeMetrics) -> ASGIApp:
+    """A bare ASGI app answering ``GET /metrics`` (collected in a thread: /proc reads stay off the loop)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body, ctype = 404, b'{"detail":"only /metrics is served here"}\n', "application/json"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body, ctype = 405, b'{"detail":"use GET"}\n', "application/json"
+        else:
+            status, body, ctype = 200, await asyncio.to_thread(metrics.exposition), CONTENT_TYPE_PLAIN_0_0_4
+        headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    return app
+
+
+class _NoSignalServer(uvicorn.Server):
+    """The main server owns SIGTERM/SIGINT (graceful drain); this one must not capture them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class MetricsServer:
+    """The running ``/metrics`` listener; :meth:`stop` it after the main server."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve_metrics(config: BridgeConfig, metrics: BridgeMetrics) -> MetricsServer | None:
+    """Start the ``/metrics`` listener on ``config.metrics_port`` (``None`` when it is 0).
+
+    The socket is bound here, so a busy port raises :class:`ConfigError` at start-up instead of
+    uvicorn's ``sys.exit`` inside a task.
+    """
+    if config.metrics_port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        sock = socket.create_server((config.host, config.metrics_port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"AI_BRIDGE_METRICS_PORT: cannot listen on {config.host}:{config.metrics_port}: {exc.strerror}"
+        ) from None
+    server = _NoSignalServer(
+        uvicorn.Config(metrics_app(metrics), lifespan="off", access_log=False, log_config=None, ws="none")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="aibridge-metrics")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if task.done():
+        task.result()  # surfaces whatever stopped it
+    log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    return MetricsServer(server, task)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(metrics: BridgeMetrics) -> BridgeEvents:
+        return PrometheusEvents(metrics)  # mypy checks PrometheusEvents against the seam
