@@ -6,7 +6,7 @@ commit window for more, runs them all in ONE transaction (``executemany`` per st
 and settles every waiting future after the single COMMIT, so many envelopes share one
 write to the WAL. Statements run in a fixed phase order; that is safe because the store
 assigns every row its ``seq`` up front and deletions always name rows by ``seq`` (or, for
-tasks, by the ``last_seq`` they had when evicted), never by "whatever is there now".
+tasks, by the ``first_seq`` of the task that was evicted), never by "whatever is there now".
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _INSERT_HISTORY = "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_QUEUE = "INSERT INTO queue VALUES (?, ?, ?, ?, ?, ?)"
 _DELETE_QUEUE = "DELETE FROM queue WHERE seq = ?"
 _UPSERT_TASK = "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?)"
-_DELETE_TASK = "DELETE FROM tasks WHERE task_id = ? AND last_seq <= ?"
+_DELETE_TASK = "DELETE FROM tasks WHERE task_id = ? AND first_seq = ?"
 _PRUNE_HISTORY = "DELETE FROM history WHERE seq < ?"
 
 _MAX_BATCH = 4096

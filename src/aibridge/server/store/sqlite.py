@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +33,8 @@ from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, S
 __all__ = ("SqliteStore",)
 
 DB_NAME = "aibridge.db"
+MAX_TASK_MEMBERS = 256
+"""Most distinct intents or participants kept per task, as in the memory store."""
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -72,7 +73,7 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="aibridge-sqlite-reader")
         self._queues: dict[str, _Queue] = {}
-        self._tasks: OrderedDict[str, _Task] = OrderedDict()  # least recently updated first
+        self._tasks: dict[str, _Task] = {}  # first seen first
         self._hseq = self._qseq = self._history_size = self._messages = self._bytes = 0
 
     async def open(self) -> None:
@@ -140,7 +141,7 @@ class SqliteStore:
             self._messages += 1
             self._bytes += size
         for task_id, first_seq, last_seq, intents, participants in conn.execute(
-            "SELECT task_id, first_seq, last_seq, intents, participants FROM tasks ORDER BY last_seq"
+            "SELECT task_id, first_seq, last_seq, intents, participants FROM tasks ORDER BY first_seq"
         ):
             task = self._tasks[task_id] = _Task(first_seq, _decode(intents), _decode(participants))
             task.last_seq = last_seq
@@ -196,14 +197,14 @@ class SqliteStore:
             if q is None:
                 q = self._queues[recipient] = _Queue(now)
             q.touched = now
-            if entry_id in q.entries:
-                continue  # already waiting for this recipient: one entry per id
-            if len(q.entries) >= self._config.max_queue:
-                old_seq, old_size = q.entries.pop(next(iter(q.entries)))
-                write.queue_deletes.append((old_seq,))
-                self._messages -= 1
-                self._bytes -= old_size
+            old = q.entries.pop(entry_id, None)
+            if old is None and len(q.entries) >= self._config.max_queue:
+                old = q.entries.pop(next(iter(q.entries)))
                 dropped += 1
+            if old is not None:  # the oldest entry, or this id queued before: one entry per id
+                write.queue_deletes.append((old[0],))
+                self._messages -= 1
+                self._bytes -= old[1]
             self._qseq += 1
             q.entries[entry_id] = (self._qseq, size)
             write.queue.append((self._qseq, recipient, entry_id, size, now, body))
@@ -215,14 +216,16 @@ class SqliteStore:
         task = self._tasks.get(task_id)
         if task is None:
             task = self._tasks[task_id] = _Task(seq, [], [])
-        else:
-            self._tasks.move_to_end(task_id)
+            if len(self._tasks) > self._config.history_limit:
+                # Like the memory store: beyond history_limit tasks, the first seen goes.
+                old_id = next(iter(self._tasks))
+                write.task_deletes.append((old_id, self._tasks.pop(old_id).first_seq))
         task.last_seq = seq
         intent = envelope.get("intent")
-        if intent not in task.intents:
+        if intent not in task.intents and len(task.intents) < MAX_TASK_MEMBERS:
             task.intents.append(intent)
         for who in (envelope.get("from"), envelope.get("to")):
-            if who is not None and who not in task.participants:
+            if who is not None and who not in task.participants and len(task.participants) < MAX_TASK_MEMBERS:
                 task.participants.append(who)
         write.tasks.append(
             (
@@ -235,14 +238,12 @@ class SqliteStore:
                 body,
             )
         )
-        if len(self._tasks) > self._config.history_limit:
-            old_id, old = self._tasks.popitem(last=False)
-            write.task_deletes.append((old_id, old.last_seq))
 
     async def pending(self, recipient: str) -> list[Envelope]:
         q = self._queues.get(recipient)
         if q is None or not q.entries:
             return []
+        q.touched = int(time.time() * 1000)  # the recipient is back: its queue is not idle
         rows = await self._read("SELECT seq, body FROM queue WHERE recipient = ? ORDER BY seq", (recipient,))
         # Entries acked (or dropped) whose deletion is still on its way to the file are skipped.
         live = {seq for seq, _ in q.entries.values()}

@@ -1,0 +1,234 @@
+"""The shared store for several machines: history, queues and tasks in Redis (redis-py asyncio).
+
+Every write is one Lua script (see :mod:`._redis_scripts`), so a cap check and its write
+are atomic even with many bridge processes writing at once. ``stats()`` is a snapshot:
+every script returns the fresh counters, and a background task re-reads them once a
+second (four O(1) commands) to see what other machines wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from aibridge.errors import StoreError
+from aibridge.server.config import BridgeConfig
+from aibridge.server.store._redis_scripts import ACCEPT, ACK, DROP_QUEUE
+from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, StoreStats
+
+__all__ = ("RedisStore", "redact_url")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_T = TypeVar("_T")
+STATS_REFRESH_S = 1.0
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user/password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
+
+
+def connect(url: str, max_connections: int = 32) -> aioredis.Redis:
+    """A client for ``url`` (redis:// or rediss://) with bounded timeouts, so a lost Redis fails fast.
+
+    The pool blocks (up to 5 s) instead of failing when every connection is busy: a burst of
+    concurrent accepts queues for a connection rather than erroring.
+    """
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=5, socket_connect_timeout=3, socket_timeout=5
+        )
+    except ValueError as exc:
+        raise StoreError(f"AI_BRIDGE_REDIS_URL={redact_url(url)}: {exc}") from None
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
+class RedisStore:
+    """The :class:`~aibridge.server.store.base.Store` on Redis; ``prefix`` separates bridges on one Redis."""
+
+    def __init__(self, config: BridgeConfig, *, prefix: str = "aibridge") -> None:
+        if not config.redis_url:
+            raise StoreError("the Redis store needs AI_BRIDGE_REDIS_URL")
+        self._config = config
+        self._url = redact_url(config.redis_url)
+        self._redis = connect(config.redis_url)
+        p = f"{{{prefix}}}"
+        self._p = p
+        self._hist, self._stats, self._queues = f"{p}:hist", f"{p}:stats", f"{p}:queues"
+        self._task_keys = [f"{p}:tmeta", f"{p}:tbody", f"{p}:tfirst"]
+        self._accept = self._redis.register_script(ACCEPT)
+        self._ack = self._redis.register_script(ACK)
+        self._drop = self._redis.register_script(DROP_QUEUE)
+        self._snapshot = StoreStats(0, 0, 0, 0)
+        self._version = 0
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        try:
+            await self._redis.ping()
+            await self._refresh()
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from None
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="aibridge-redis-stats")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await self._redis.aclose()
+
+    async def _call(self, awaitable: Awaitable[_T]) -> _T:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise StoreError(f"Redis at {self._url}: {exc}") from None
+
+    def _queue_keys(self, recipient: str) -> list[str]:
+        return [f"{self._p}:q:{recipient}", f"{self._p}:qb:{recipient}"]
+
+    def _update(self, reply: list[Any]) -> int:
+        queues, messages, size, history, version = (int(x) for x in reply[1:6])
+        if version > self._version:
+            self._version = version
+            self._snapshot = StoreStats(history, queues, messages, size)
+        return int(reply[0])
+
+    async def accept(self, envelope: Envelope, size: int, queue_for: Sequence[str] = ()) -> AcceptResult:
+        config = self._config
+        recipients = list(dict.fromkeys(queue_for))
+        keys = [self._hist, self._stats, self._queues, *self._task_keys]
+        for recipient in recipients:
+            keys += self._queue_keys(recipient)
+        task = envelope.get("taskId")
+        args: list[str | bytes | int | float] = [
+            _encode(envelope),
+            size,
+            str(envelope.get("id")),
+            int(time.time() * 1000),
+            config.history_limit,
+            config.max_queue,
+            config.max_queues,
+            config.max_queued_bytes,
+            task if task and isinstance(task, str) else "",
+            _encode(envelope.get("intent")),
+            _encode(envelope.get("from")),
+            _encode(envelope.get("to")),
+            _text(envelope.get("timestamp")),
+            *recipients,
+        ]
+        reply = await self._call(self._accept(keys=keys, args=args))
+        if reply[0] == -1:
+            raise QueueFullError(f"offline queue limit reached ({config.max_queues} queues)")
+        if reply[0] == -2:
+            raise QueueFullError(f"queued bytes limit reached ({config.max_queued_bytes} bytes)")
+        return AcceptResult(dropped=self._update(reply))
+
+    async def pending(self, recipient: str) -> list[Envelope]:
+        queue_key, bodies_key = self._queue_keys(recipient)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(queue_key, 0, -1)
+            pipe.hgetall(bodies_key)
+            pipe.zadd(self._queues, {recipient: int(time.time() * 1000)}, xx=True)  # back: not idle
+            order, values, _ = await self._call(pipe.execute())
+        return [_decode(values[i].partition(b"\n")[2]) for i in order if i in values]
+
+    async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> int:
+        if not envelope_ids:
+            return 0
+        keys = [self._hist, self._stats, self._queues, *self._queue_keys(recipient)]
+        args: list[str | int] = [recipient, int(time.time() * 1000), *envelope_ids]
+        return self._update(await self._call(self._ack(keys=keys, args=args)))
+
+    async def expire_queues(self, idle_ms: int, keep: Sequence[str] = ()) -> int:
+        cutoff = int(time.time() * 1000) - idle_ms
+        kept = set(keep)
+        idle = await self._call(self._redis.zrangebyscore(self._queues, "-inf", cutoff))
+        dropped = 0
+        for raw in idle:
+            recipient = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if recipient in kept:
+                continue
+            keys = [self._hist, self._stats, self._queues, *self._queue_keys(recipient)]
+            dropped += self._update(await self._call(self._drop(keys=keys, args=[recipient, cutoff])))
+        return dropped
+
+    async def history(
+        self,
+        limit: int,
+        agent_id: str | None = None,
+        task_id: str | None = None,
+        intent: str | None = None,
+    ) -> list[Envelope]:
+        if limit <= 0:
+            return []
+        if agent_id is None and task_id is None and intent is None:
+            return [_decode(b) for b in await self._call(self._redis.lrange(self._hist, -limit, -1))]
+        matches = [
+            e
+            for e in map(_decode, await self._call(self._redis.lrange(self._hist, 0, -1)))
+            if (agent_id is None or agent_id in (e.get("from"), e.get("to")))
+            and (task_id is None or e.get("taskId") == task_id)
+            and (intent is None or e.get("intent") == intent)
+        ]
+        return matches[-limit:]
+
+    async def tasks(self) -> list[dict[str, Any]]:
+        meta_key, body_key, first_key = self._task_keys
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(first_key, 0, -1)
+            pipe.hgetall(meta_key)
+            pipe.hgetall(body_key)
+            order, metas, bodies = await self._call(pipe.execute())
+        summaries = []
+        for task_id in order:
+            meta = _decode(metas[task_id])
+            summaries.append(
+                {
+                    "taskId": task_id.decode(),
+                    # cjson writes an empty Lua table as {}; the lists hold JSON texts of the values.
+                    "intents": [_decode(i) for i in meta["i"] or ()],
+                    "participants": [_decode(p) for p in meta["p"] or ()],
+                    "lastUpdate": meta.get("u") or None,
+                    "lastEnvelope": _decode(bodies[task_id]),
+                }
+            )
+        return summaries
+
+    def stats(self) -> StoreStats:
+        return self._snapshot
+
+    async def _refresh(self) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self._hist)
+            pipe.zcard(self._queues)
+            pipe.hmget(self._stats, "messages", "bytes", "version")
+            history, queues, (messages, size, version) = await pipe.execute()
+        # >= : a Redis restarted empty starts its versions again at 0, and must still show.
+        if int(version or 0) >= self._version or int(version or 0) == 0:
+            self._version = int(version or 0)
+            self._snapshot = StoreStats(int(history), int(queues), int(messages or 0), int(size or 0))
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_REFRESH_S)
+            with contextlib.suppress(RedisError, OSError):
+                await self._refresh()  # a lost Redis shows up in the backplane's health, not here
