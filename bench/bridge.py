@@ -1,0 +1,206 @@
+"""Benchmark a real ``aibridge serve`` on this machine and print each figure next to its target.
+
+    .venv/bin/python bench/bridge.py [--store memory|sqlite] [--env NAME=VALUE ...] [--messages N]
+
+Figures: ``/health`` req/s with ``wrk -t2 -c50 -d10s``; WebSocket direct routing (envelopes/s)
+and broadcast to 10 agents (deliveries/s) with the client pattern of performance.md (register,
+wait for ``registered``, the sender pipelines N envelopes, the clock stops at the last
+delivery); RSS idle and with 1,000 registered agents. Everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import websockets
+
+TARGETS = {
+    "health": (9_000, "req/s", ">="),
+    "direct": (32_000, "envelopes/s", ">="),
+    "broadcast": (100_000, "deliveries/s", ">="),
+    "rss_idle": (60, "MiB", "<="),
+    "rss_1000": (150, "MiB", "<="),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def bridge(store: str, extra_env: dict[str, str]) -> Iterator[tuple[int, int]]:
+    """A real server subprocess: yields (port, pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AI_BRIDGE_") and k != "PORT"}
+        env.update(
+            {
+                "AI_BRIDGE_METRICS_PORT": str(free_port()),
+                "AI_BRIDGE_DATA_DIR": data_dir,
+                "AI_BRIDGE_STORE": store,
+                "AI_BRIDGE_LOG_LEVEL": "warning",
+                # The benchmark measures the router, not the per-connection budgets.
+                "AI_BRIDGE_WS_RATE_MAX": "0",
+                "AI_BRIDGE_RATE_MAX": "0",
+                "AI_BRIDGE_MAX_CONNECTIONS": "2000",
+            }
+        )
+        env.update(extra_env)
+        cmd = [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        process = subprocess.Popen(cmd, env=env, cwd=data_dir)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"bridge exited with {process.returncode}")
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("bridge did not start within 20 s") from None
+                    time.sleep(0.05)
+            yield port, process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def wrk_health(port: int, duration: str) -> float:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed (scripts/install-system-deps installs it)")
+    cmd = [wrk, "-t2", "-c50", f"-d{duration}", f"http://127.0.0.1:{port}/health"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        print(f"  warning: {non2xx.group(1)} non-2xx responses")
+    return float(match.group(1))
+
+
+async def _agent(url: str, client_id: str) -> websockets.ClientConnection:
+    ws = await websockets.connect(url, compression=None, max_size=None, ping_interval=None)
+    await ws.send(json.dumps({"type": "register", "clientId": client_id}))
+    while json.loads(await ws.recv()).get("type") != "registered":
+        pass
+    return ws
+
+
+async def _count(ws: websockets.ClientConnection, expected: int) -> None:
+    seen = 0
+    while seen < expected:
+        if json.loads(await ws.recv()).get("type") == "envelope":
+            seen += 1
+
+
+async def routing(port: int, messages: int, receivers: int) -> float:
+    """Deliveries per second: 1 sender pipelining ``messages`` envelopes to ``receivers`` agents."""
+    url = f"ws://127.0.0.1:{port}/ws"
+    sinks = [await _agent(url, f"dst{i}") for i in range(receivers)]
+    sender = await _agent(url, "src")
+    to = {"to": "dst0"} if receivers == 1 else {}
+    frames = [
+        json.dumps(
+            {
+                "type": "envelope",
+                "envelope": {
+                    **to,
+                    "intent": "bench",
+                    "taskId": f"t{i % 50}",
+                    "payload": {"i": i, "text": "hello world"},
+                },
+            }
+        )
+        for i in range(messages)
+    ]
+    counters = [asyncio.create_task(_count(ws, messages)) for ws in sinks]
+    start = time.perf_counter()
+    for frame in frames:
+        await sender.send(frame)
+    await asyncio.gather(*counters)
+    elapsed = time.perf_counter() - start
+    for ws in [*sinks, sender]:
+        await ws.close()
+    return messages * receivers / elapsed
+
+
+async def rss_with_agents(port: int, pid: int, count: int) -> float:
+    url = f"ws://127.0.0.1:{port}/ws"
+    agents = []
+    for batch in range(0, count, 100):
+        agents += await asyncio.gather(
+            *(_agent(url, f"idle{i}") for i in range(batch, min(count, batch + 100)))
+        )
+    health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+    assert health["connectedClients"] >= count, health
+    rss = rss_mib(pid)
+    await asyncio.gather(*(ws.close() for ws in agents))
+    return rss
+
+
+def report(name: str, value: float) -> None:
+    target, unit, op = TARGETS[name]
+    ok = value >= target if op == ">=" else value <= target
+    print(
+        f"{name:<10} {value:>12,.0f} {unit:<13} target {op} {target:,}  {'ok' if ok else 'MISSED'}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server env")
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--duration", default="10s", help="wrk duration")
+    parser.add_argument("--only", choices=sorted(TARGETS), action="append", help="run only these figures")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.env)
+    only = set(args.only or TARGETS)
+    print(f"aibridge bridge benchmark: store={args.store} env={extra or '{}'} cpus={os.cpu_count()}")
+    with bridge(args.store, extra) as (port, pid):
+        if "rss_idle" in only:
+            report("rss_idle", rss_mib(pid))
+        if "health" in only:
+            report("health", wrk_health(port, args.duration))
+        if "direct" in only:
+            report("direct", asyncio.run(routing(port, args.messages, 1)))
+        if "broadcast" in only:
+            report("broadcast", asyncio.run(routing(port, args.messages, 10)))
+    if "rss_1000" in only:
+        with bridge(args.store, extra) as (port, pid):
+            report("rss_1000", asyncio.run(rss_with_agents(port, pid, 1000)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The Litestar application factory: routes, WebSocket endpoint, auth, CORS and JSON errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Litestar, Request, Response, WebSocket, websocket
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.types import Middleware
+
+from aibridge import __version__
+from aibridge.server.api import ApiError, api_routes
+from aibridge.server.config import BridgeConfig
+from aibridge.server.hub import Hub
+from aibridge.server.store.base import Store
+from aibridge.server.ws import FRAME_OVERHEAD, WebSocketEndpoint, bearer_token, origin_allowed, tokens_equal
+
+__all__ = ("create_app",)
+
+log = logging.getLogger("aibridge.app")
+
+ALLOWED_HEADERS = ["Origin", "X-Requested-With", "Content-Type", "Accept", "Authorization"]
+
+
+def _guard(config: BridgeConfig) -> Any:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if handler.opt.get("public"):
+            return
+        # A browser page from an origin outside the list gets no data and changes nothing
+        # (the older bridge served such requests and only left out the CORS header, B16).
+        if not origin_allowed(connection.headers.get("origin"), config.cors_origins):
+            raise PermissionDeniedException("origin not allowed")
+        expected = config.auth_token
+        if expected is None:
+            return
+        token = bearer_token(connection.headers.get("authorization"))
+        if token is None or not tokens_equal(token, expected):
+            raise NotAuthorizedException("unauthorized")
+
+    return guard
+
+
+def _error_handlers(hub: Hub) -> dict[type[Exception] | int, Any]:
+    def api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+        return Response({"error": exc.message, "status": exc.status, **exc.details}, status_code=exc.status)
+
+    def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        body: dict[str, Any] = {"error": exc.detail, "status": exc.status_code}
+        if exc.extra:
+            body["details"] = exc.extra
+        if exc.status_code == 401:
+            hub.record_error("auth", "unauthorized HTTP request")
+        return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+    def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        hub.record_error("internal", f"internal error on {request.method} {request.url.path}")
+        return Response({"error": "internal server error", "status": 500}, status_code=500)
+
+    return {ApiError: api_error, HTTPException: http_error, Exception: internal_error}
+
+
+def create_app(
+    config: BridgeConfig,
+    store: Store,
+    hub: Hub,
+    *,
+    port: int | None = None,
+    middleware: Sequence[Middleware] = (),
+) -> Litestar:
+    """Build the bridge's ASGI app. ``port`` is the bound port shown by ``/health``.
+
+    ``middleware`` (outermost first) is where metrics, access logs and rate limits plug in.
+    """
+    if store is not hub.store:
+        raise ValueError("the hub must route through the same store the app reports on")
+    endpoint = WebSocketEndpoint(config, hub)
+
+    @websocket(["/ws", "/"], opt={"public": True})
+    async def agent_socket(socket: WebSocket[Any, Any, Any]) -> None:
+        await endpoint(socket.scope, socket.receive, socket.send)  # type: ignore[arg-type]
+
+    return Litestar(
+        route_handlers=[*api_routes(config, hub, port if port is not None else config.port), agent_socket],
+        guards=[_guard(config)],
+        middleware=list(middleware),
+        cors_config=CORSConfig(
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=ALLOWED_HEADERS,
+        ),
+        exception_handlers=_error_handlers(hub),
+        openapi_config=OpenAPIConfig(title="aibridge", version=__version__, path="/schema"),
+        request_max_body_size=config.max_envelope_bytes + FRAME_OVERHEAD,
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,357 @@
+"""The hub: who is connected, and where each envelope goes.
+
+Routing (issue 2): ``to`` set → that agent now, else its queue; no ``to`` → every registered
+agent but the sender. Every direct envelope is written to the recipient's queue first and
+leaves it only by ``Store.ack``: right after the socket write for fire-and-forget agents,
+when the agent acks for ``"ack": true`` agents. Replay after ``registered`` drains the queue
+in order while new envelopes for that agent keep queueing behind it, so order holds.
+
+Duplicate ``clientId``: the newest registration wins; the older socket is closed with
+:data:`CLOSE_REPLACED`, and only the socket an entry points to can remove it (fault B8).
+
+A :class:`Backplane` (optional) lets several bridge processes share presence and delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aibridge.server.config import BridgeConfig
+from aibridge.server.events import BridgeEvents, NullEvents
+from aibridge.server.protocol import PROTOCOL, Envelope, Registration, delivery_frame, encode, new_id, now_iso
+from aibridge.server.store.base import Store
+
+__all__ = (
+    "CLOSE_EXPIRED",
+    "CLOSE_REPLACED",
+    "CLOSE_RESTART",
+    "CLOSE_UNAUTHORIZED",
+    "Backplane",
+    "Connection",
+    "Hub",
+    "Routed",
+)
+
+log = logging.getLogger("aibridge.hub")
+
+CLOSE_UNAUTHORIZED = 1008
+CLOSE_RESTART = 1012
+CLOSE_REPLACED = 4409
+"""The clientId was registered again on a newer connection (mirrors HTTP 409 Conflict)."""
+CLOSE_EXPIRED = 4408
+"""Nothing arrived from the agent within AI_BRIDGE_CLIENT_TTL_MS (mirrors HTTP 408)."""
+
+SNAPSHOT_SIZE = 10
+"""Envelopes of history sent with ``registered``."""
+
+Send = Callable[[Any], Awaitable[None]]
+
+
+class Backplane(Protocol):
+    """Cross-process presence and delivery (the Redis backplane implements it).
+
+    The hub announces agents it holds, withdraws them when they leave, refreshes presence on
+    every sweep, asks where an absent recipient is, and publishes to the process holding it.
+    Envelopes published by other processes come back through :meth:`Hub.deliver_remote`.
+    """
+
+    async def announce(self, agent_id: str) -> None: ...
+    async def withdraw(self, agent_id: str) -> None: ...
+    async def refresh(self, agent_ids: Sequence[str]) -> None: ...
+    async def locate(self, agent_id: str) -> str | None: ...
+    async def publish_direct(self, instance: str, envelope: Envelope) -> None: ...
+    async def publish_broadcast(self, envelope: Envelope, exclude_from: str) -> None: ...
+
+
+class Connection:
+    """One accepted WebSocket, registered (``agent_id`` set) or not yet."""
+
+    __slots__ = (
+        "ack",
+        "agent_id",
+        "authenticated",
+        "closed",
+        "confirm",
+        "connected_at",
+        "last_seen",
+        "meta",
+        "peer",
+        "replaying",
+        "role",
+        "send",
+    )
+
+    def __init__(self, send: Send, peer: str, authenticated: bool) -> None:
+        self.send = send
+        self.peer = peer
+        self.authenticated = authenticated
+        self.agent_id: str | None = None
+        self.role = "agent"
+        self.ack = False
+        self.confirm = False
+        self.replaying = False
+        self.closed = False
+        self.meta: dict[str, Any] = {}
+        self.connected_at = now_iso()
+        self.last_seen = time.time()
+
+    async def write(self, text: str) -> bool:
+        """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope)."""
+        if self.closed:
+            return False
+        try:
+            await self.send({"type": "websocket.send", "text": text})
+        except Exception:
+            self.closed = True
+            return False
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def describe(self) -> dict[str, Any]:
+        """The agent's meta as ``/agents`` and ``registered`` show it."""
+        return {**self.meta, "lastSeen": _iso(self.last_seen)}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    status: str
+    """``delivered`` (written to the recipient's socket) or ``queued`` (kept for it)."""
+    recipients: int
+
+
+class Hub:
+    """Registry of connected agents and the router between them."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        store: Store,
+        events: BridgeEvents | None = None,
+        backplane: Backplane | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.events: BridgeEvents = events or NullEvents()
+        self.backplane = backplane
+        self.connections: set[Connection] = set()
+        self.agents: dict[str, Connection] = {}
+        self.draining = False
+        self.started = time.monotonic()
+        self.messages_processed = 0
+        self.registrations = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._rate_samples: deque[tuple[float, int]] = deque(maxlen=13)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="aibridge-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        interval = self.config.cleanup_interval_ms / 1000
+        next_sweep = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            self._rate_samples.append((now, self.messages_processed))
+            if now >= next_sweep:
+                next_sweep = now + interval
+                try:
+                    await self.sweep()
+                except Exception:
+                    log.exception("cleanup sweep failed")
+                    self.record_error("internal", "cleanup sweep failed")
+            await asyncio.sleep(min(5.0, max(0.05, next_sweep - time.monotonic())))
+
+    async def drain(self) -> None:
+        """Refuse new agents and ask every connected one to reconnect elsewhere (1012)."""
+        self.draining = True
+        await asyncio.gather(*(c.close(CLOSE_RESTART, "service restart") for c in list(self.connections)))
+
+    def record_error(self, kind: str, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+        self.events.error(kind)
+
+    def messages_per_second(self) -> float:
+        """Envelopes per second over roughly the last minute (not a lifetime average, B18)."""
+        if not self._rate_samples:
+            return 0.0
+        then, count = self._rate_samples[0]
+        elapsed = time.monotonic() - then
+        return round((self.messages_processed - count) / elapsed, 2) if elapsed > 0 else 0.0
+
+    # -- connections and registration -----------------------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    async def detach(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        conn.closed = True
+        await self._unregister(conn)
+
+    async def _unregister(self, conn: Connection) -> None:
+        agent_id = conn.agent_id
+        if agent_id is not None and self.agents.get(agent_id) is conn:
+            del self.agents[agent_id]
+            if self.backplane is not None:
+                await self.backplane.withdraw(agent_id)
+
+    async def register(self, conn: Connection, reg: Registration) -> None:
+        """Bind ``conn`` to an agent id, answer ``registered``, then replay its queue in order."""
+        agent_id = reg.client_id or new_id()
+        if conn.agent_id is not None and conn.agent_id != agent_id:
+            await self._unregister(conn)  # re-registering under a new name leaves no stale entry
+        conn.agent_id = agent_id
+        conn.role = reg.role
+        conn.ack = reg.ack
+        conn.confirm = reg.confirm
+        conn.replaying = True
+        conn.meta = {
+            "id": agent_id,
+            "role": reg.role,
+            "labels": reg.labels,
+            "tools": reg.tools,
+            "intents": reg.intents,
+            "maxConcurrentTasks": reg.max_concurrent_tasks,
+            "ack": reg.ack,
+            "connectedAt": conn.connected_at,
+        }
+        previous = self.agents.get(agent_id)
+        self.agents[agent_id] = conn
+        self.registrations += 1
+        if previous is not None and previous is not conn:
+            await previous.close(CLOSE_REPLACED, "clientId registered by a newer connection")
+        if self.backplane is not None:
+            await self.backplane.announce(agent_id)
+        # Only what this agent could have received: broadcasts and its own direct messages
+        # (the older bridge showed everyone's direct messages to every newcomer, B16).
+        recent = await self.store.history(SNAPSHOT_SIZE * 5)
+        visible = [e for e in recent if e.get("to") in (None, agent_id) or e.get("from") == agent_id]
+        registered = {
+            "type": "registered",
+            "protocol": PROTOCOL,
+            "client": conn.describe(),
+            "history": visible[-SNAPSHOT_SIZE:],
+        }
+        if await conn.write(encode(registered)):
+            await self._replay(conn, agent_id)
+
+    async def _replay(self, conn: Connection, agent_id: str) -> None:
+        sent: set[str] = set()
+        while self.agents.get(agent_id) is conn:
+            fresh = [e for e in await self.store.pending(agent_id) if e["id"] not in sent]
+            if not fresh:
+                conn.replaying = False  # no await since pending(): nothing can slip in between
+                return
+            for envelope in fresh:
+                if not await conn.write(delivery_frame(encode(envelope))):
+                    return
+                sent.add(envelope["id"])
+            if not conn.ack:
+                await self.store.ack(agent_id, [e["id"] for e in fresh])
+        conn.replaying = False
+
+    async def ack(self, conn: Connection, envelope_ids: Sequence[str]) -> int:
+        if conn.agent_id is None:
+            return 0
+        return await self.store.ack(conn.agent_id, envelope_ids)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    async def route(self, envelope: Envelope, text: str) -> Routed:
+        """Record ``envelope`` (JSON ``text``) and deliver or queue it. ``QueueFullError`` refuses it."""
+        to = envelope["to"]
+        if to is not None:
+            return await self._direct(envelope, text, to)
+        sender = envelope["from"]
+        targets = [c for a, c in self.agents.items() if a != sender]
+        queue_for = [c.agent_id for c in targets if (c.ack or c.replaying) and c.agent_id is not None]
+        result = await self.store.accept(envelope, len(text), queue_for)
+        self.messages_processed += 1
+        if result.dropped:
+            self.events.envelope("dropped", result.dropped)
+        frame = delivery_frame(text)
+        delivered = 0
+        for conn in targets:
+            if not conn.replaying and await conn.write(frame):
+                delivered += 1
+        if self.backplane is not None:
+            await self.backplane.publish_broadcast(envelope, sender)
+        self.events.envelope("broadcast")
+        return Routed("delivered", delivered)
+
+    async def _direct(self, envelope: Envelope, text: str, to: str) -> Routed:
+        result = await self.store.accept(envelope, len(text), (to,))
+        self.messages_processed += 1
+        if result.dropped:
+            self.events.envelope("dropped", result.dropped)
+        target = self.agents.get(to)
+        if target is not None:
+            if not target.replaying and await target.write(delivery_frame(text)):
+                if not target.ack:
+                    await self.store.ack(to, (envelope["id"],))
+                self.events.envelope("delivered")
+                return Routed("delivered", 1)
+        elif self.backplane is not None:
+            instance = await self.backplane.locate(to)
+            if instance is not None:
+                # The shared store holds it until the other process's agent takes it.
+                await self.backplane.publish_direct(instance, envelope)
+                self.events.envelope("delivered")
+                return Routed("delivered", 1)
+        self.events.envelope("queued")
+        return Routed("queued", 0)
+
+    async def deliver_remote(self, envelope: Envelope) -> None:
+        """An envelope another process published to us: hand it to our local agents."""
+        text = encode(envelope)
+        frame = delivery_frame(text)
+        to = envelope.get("to")
+        if to is None:
+            sender = envelope.get("from")
+            for agent_id, conn in list(self.agents.items()):
+                if agent_id != sender and not conn.replaying:
+                    await conn.write(frame)
+            return
+        target = self.agents.get(to)
+        if target is not None and not target.replaying and await target.write(frame) and not target.ack:
+            await self.store.ack(to, (envelope["id"],))
+
+    # -- expiry ----------------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Close sockets silent past the TTL (registered or not) and drop abandoned queues."""
+        cutoff = time.time() - self.config.client_ttl_ms / 1000
+        for conn in [c for c in self.connections if c.last_seen < cutoff]:
+            log.info("closing idle connection %s (agent %s)", conn.peer, conn.agent_id)
+            await self._unregister(conn)
+            await conn.close(CLOSE_EXPIRED, "idle timeout")
+        await self.store.expire_queues(self.config.queue_ttl_ms, keep=list(self.agents))
+        if self.backplane is not None and self.agents:
+            await self.backplane.refresh(list(self.agents))

@@ -1,0 +1,247 @@
+"""The agent protocol: decoding frames, validating them, and enriching envelopes.
+
+Frames are JSON text objects tagged by ``type`` (protocol ``aibridge/1``). Envelopes get the
+defaults of the older bridge (bridge.md §2). Fields the bridge does not know are **carried**
+unchanged after the known ones (the older bridge dropped them silently, fault B17); known
+fields are type-checked, and every problem raises :class:`ProtocolError` whose frame names it.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+__all__ = (
+    "PROTOCOL",
+    "Envelope",
+    "ProtocolError",
+    "Registration",
+    "build_envelope",
+    "decode_frame",
+    "delivery_frame",
+    "encode",
+    "new_id",
+    "now_iso",
+    "parse_registration",
+)
+
+PROTOCOL = "aibridge/1"
+MAX_ID_CHARS = 256
+_ID_TEXT = f"a non-empty string of at most {MAX_ID_CHARS} characters"
+
+Envelope = dict[str, Any]
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+_DELIVERY_HEAD = '{"type":"envelope","envelope":'
+
+
+class ProtocolError(Exception):
+    """A frame or envelope the bridge refuses; ``code`` is machine-readable, ``message`` for people."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def frame(self) -> dict[str, Any]:
+        """The ``error`` frame sent back to the client."""
+        return {"type": "error", "error": self.code, "message": self.message, **self.details}
+
+
+def encode(value: Any) -> str:
+    """Compact JSON text of ``value``."""
+    return _encoder.encode(value).decode()
+
+
+def new_id() -> str:
+    # A random (version 4) UUID without a getrandom() syscall per envelope: ids must be
+    # unique, not secret (acks only ever touch the acking agent's own queue).
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def now_iso() -> str:
+    """The current time the way the older bridge wrote it (``2025-10-14T12:00:00.000Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+        type(value), "an object"
+    )
+
+
+def decode_frame(data: str | bytes) -> dict[str, Any]:
+    """Parse one client frame: a JSON object with a string ``type``."""
+    try:
+        frame = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(
+            "invalid_frame", f"frame must be a JSON object with a string `type`, got {_describe(frame)}"
+        )
+    if not isinstance(frame.get("type"), str):
+        raise ProtocolError(
+            "invalid_frame", "frame needs a string `type`: register, heartbeat, envelope or ack"
+        )
+    return frame
+
+
+def _field_error(where: str, name: str, expected: str, value: Any) -> ProtocolError:
+    return ProtocolError(
+        "invalid_field", f"{where}.{name} must be {expected}, got {_describe(value)}", field=name
+    )
+
+
+def _text(raw: dict[str, Any], name: str, where: str, default: str | None) -> Any:
+    value = raw.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise _field_error(where, name, "a string", value)
+    return value
+
+
+def _container(
+    raw: dict[str, Any],
+    name: str,
+    kind: type[dict[str, Any]] | type[list[Any]],
+    where: str,
+    max_items: int | None = None,
+) -> Any:
+    value = raw.get(name)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise _field_error(where, name, "an object" if kind is dict else "an array", value)
+    if max_items is not None and len(value) > max_items:
+        raise ProtocolError(
+            "invalid_field", f"{where}.{name} has {len(value)} items, at most {max_items} allowed", field=name
+        )
+    return value
+
+
+def _recipient(raw: dict[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise _field_error("envelope", name, _ID_TEXT, value)
+    return value
+
+
+_KNOWN_FIELDS = frozenset(
+    {
+        *("id", "timestamp", "intent", "taskId", "channel", "priority", "from", "role"),
+        *("to", "replyTo", "context", "payload", "trace", "tools", "attachments"),
+    }
+)
+
+
+def build_envelope(
+    raw: Any, *, sender: str, role: str, max_bytes: int, trust_from: bool = False
+) -> tuple[Envelope, str]:
+    """Validate and enrich ``raw``; return the envelope and its JSON text.
+
+    ``sender`` is stamped as ``from`` (the registered id on WebSocket) unless ``trust_from``
+    (the HTTP API, whose callers are not agents) lets the body name it.
+    """
+    if not isinstance(raw, dict):
+        raise ProtocolError(
+            "invalid_field", f"`envelope` must be an object, got {_describe(raw)}", field="envelope"
+        )
+    envelope_id = _text(raw, "id", "envelope", None)
+    if envelope_id is not None and len(envelope_id) > MAX_ID_CHARS:
+        raise ProtocolError("invalid_field", f"envelope.id is longer than {MAX_ID_CHARS} chars", field="id")
+    payload = raw.get("payload")
+    envelope: Envelope = {
+        "id": envelope_id or new_id(),
+        "timestamp": _text(raw, "timestamp", "envelope", None) or now_iso(),
+        "intent": _text(raw, "intent", "envelope", "agent.message"),
+        "taskId": _text(raw, "taskId", "envelope", None),
+        "channel": _text(raw, "channel", "envelope", "default"),
+        "priority": _text(raw, "priority", "envelope", "normal"),
+        "from": (_text(raw, "from", "envelope", None) or sender) if trust_from else sender,
+        "role": _text(raw, "role", "envelope", role),
+        "to": _recipient(raw, "to"),
+        "replyTo": _recipient(raw, "replyTo"),
+        "context": _container(raw, "context", dict, "envelope"),
+        "payload": {} if payload is None else payload,
+        "trace": _container(raw, "trace", dict, "envelope"),
+        "tools": _container(raw, "tools", list, "envelope"),
+        "attachments": _container(raw, "attachments", list, "envelope"),
+    }
+    if len(raw) > 0 and not _KNOWN_FIELDS.issuperset(raw):
+        for key, value in raw.items():
+            if key not in _KNOWN_FIELDS:
+                envelope[key] = value
+    text = encode(envelope)
+    if len(text) > max_bytes:
+        raise ProtocolError(
+            "too_large", f"envelope is {len(text)} bytes, at most {max_bytes} allowed", limit=max_bytes
+        )
+    return envelope, text
+
+
+def delivery_frame(envelope_json: str) -> str:
+    """The ``{"type":"envelope","envelope":…}`` frame every shipped client parses (fault B2)."""
+    return _DELIVERY_HEAD + envelope_json + "}"
+
+
+@dataclass(slots=True)
+class Registration:
+    """A validated ``register`` frame."""
+
+    client_id: str | None
+    role: str
+    labels: list[Any]
+    tools: list[Any]
+    intents: list[Any]
+    max_concurrent_tasks: int
+    auth_token: str | None
+    ack: bool
+    confirm: bool
+
+
+def _flag(frame: dict[str, Any], name: str) -> bool:
+    value = frame.get(name, False)
+    if not isinstance(value, bool):
+        raise _field_error("register", name, "true or false", value)
+    return value
+
+
+def parse_registration(frame: dict[str, Any], max_items: int) -> Registration:
+    """Validate a ``register`` frame (lists capped at ``max_items``)."""
+    client_id = frame.get("clientId")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not client_id or len(client_id) > MAX_ID_CHARS
+    ):
+        raise _field_error("register", "clientId", _ID_TEXT, client_id)
+    tasks = frame.get("maxConcurrentTasks", 1)
+    if tasks is None:
+        tasks = 1
+    if not isinstance(tasks, int) or isinstance(tasks, bool) or tasks < 0:
+        raise _field_error("register", "maxConcurrentTasks", "an integer >= 0", tasks)
+    token = frame.get("authToken")
+    if token is not None and not isinstance(token, str):
+        raise _field_error("register", "authToken", "a string", token)
+    return Registration(
+        client_id=client_id,
+        role=_text(frame, "role", "register", "agent"),
+        labels=_container(frame, "labels", list, "register", max_items),
+        tools=_container(frame, "tools", list, "register", max_items),
+        intents=_container(frame, "intents", list, "register", max_items),
+        max_concurrent_tasks=tasks,
+        auth_token=token,
+        ack=_flag(frame, "ack"),
+        confirm=_flag(frame, "confirm"),
+    )

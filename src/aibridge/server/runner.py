@@ -1,0 +1,177 @@
+"""``serve(config)``: open the store, bind the port, run uvicorn, and drain gracefully on a signal.
+
+Drain (issue 3): the first SIGTERM/SIGINT turns ``/health`` to 503 ``draining`` and refuses new
+agents, closes every agent socket with 1012 (service restart) so it reconnects elsewhere,
+keeps serving HTTP until the WebSocket connections are gone, then lets uvicorn finish the
+in-flight requests, closes the store (flushing what it holds) and returns: exit 0 within
+AI_BRIDGE_SHUTDOWN_TIMEOUT_S. A second signal exits at once with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+from collections.abc import Generator
+
+import uvicorn
+import uvloop
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from aibridge import __version__
+from aibridge.errors import ConfigError, StoreError
+from aibridge.server.app import create_app
+from aibridge.server.config import BridgeConfig
+from aibridge.server.events import BridgeEvents, NullEvents
+from aibridge.server.hub import Hub
+from aibridge.server.store.base import Store
+from aibridge.server.ws import FRAME_OVERHEAD
+
+__all__ = ("FORCED_EXIT", "build_store", "serve")
+
+log = logging.getLogger("aibridge")
+
+FORCED_EXIT = 1
+"""Exit status when a second signal cuts the drain short."""
+DRAIN_RESERVE_S = 0.5
+"""Part of the shutdown budget kept for stopping uvicorn and closing the store."""
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Signals are ours (see _Drain): uvicorn would re-raise them after shutting down,
+        # turning a clean drain into a death by SIGTERM.
+        yield
+
+
+def build_store(config: BridgeConfig) -> Store:
+    """The store ``config`` asks for (memory, or the durable SQLite store)."""
+    if config.store == "sqlite":
+        try:
+            from aibridge.server.store.sqlite import SqliteStore
+        except ImportError:
+            raise StoreError("AI_BRIDGE_STORE=sqlite: this build has no SQLite store") from None
+        store: Store = SqliteStore(config)
+        return store
+    from aibridge.server.store.memory import MemoryStore
+
+    return MemoryStore(config)
+
+
+def _setup_logging(config: BridgeConfig) -> None:
+    # Seam: the observability module (server/logs.py) replaces this with text/JSON logging.
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=config.log_level.upper(), format=fmt)
+
+
+def _events(config: BridgeConfig) -> BridgeEvents:
+    # Seam: server/metrics.py provides PrometheusEvents and the /metrics listener on
+    # config.metrics_port, started next to the main server in _serve().
+    return NullEvents()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); pick another --port/PORT") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Drain:
+    """Turns signals into the two-phase drain; a second signal exits at once."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+
+    def on_signal(self, signum: int) -> None:
+        if self.requested.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(FORCED_EXIT)
+        log.info("%s received: draining", signal.Signals(signum).name)
+        self.requested.set()
+
+
+async def _serve(config: BridgeConfig) -> None:
+    _setup_logging(config)
+    store = build_store(config)
+    await store.open()
+    try:
+        sock = _bind(config.host, config.port)
+        port = int(sock.getsockname()[1])
+        hub = Hub(config, store, _events(config))
+        app = create_app(config, store, hub, port=port)
+        ping = config.ping_interval_ms / 1000 or None
+        server = _Server(
+            uvicorn.Config(
+                app,
+                loop="none",
+                http="httptools",
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+                ws_max_size=config.max_envelope_bytes + FRAME_OVERHEAD,
+                ws_ping_interval=ping,
+                ws_ping_timeout=ping,
+                lifespan="off",
+                access_log=False,
+                proxy_headers=False,
+                server_header=False,
+                log_config=None,
+                backlog=2048,
+            )
+        )
+        drain = _Drain()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, drain.on_signal, signum)
+        hub.start()
+        # Seam: start the metrics listener (server/metrics.py) here, stop it after the drain.
+        log.info("aibridge %s serving on %s:%d (store %s)", __version__, config.host, port, config.store)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        waiting = asyncio.create_task(drain.requested.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            await _drain(config, hub, server, serving)
+        waiting.cancel()
+        await hub.stop()
+        serving.result()
+    finally:
+        await store.close()
+
+
+async def _drain(config: BridgeConfig, hub: Hub, server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.shutdown_timeout_s - DRAIN_RESERVE_S
+    await hub.drain()
+    # Phase 1: keep answering HTTP (/health says 503) until every WebSocket is really closed.
+    while loop.time() < deadline and any(
+        isinstance(c, WebSocketsSansIOProtocol) for c in server.server_state.connections
+    ):
+        await asyncio.sleep(0.05)
+    # Phase 2: uvicorn stops listening, closes idle keep-alive connections, finishes the rest.
+    server.should_exit = True
+    try:
+        await asyncio.wait_for(asyncio.shield(serving), max(0.1, deadline - loop.time()))
+    except TimeoutError:
+        log.warning("drain deadline reached: closing the remaining connections")
+        server.force_exit = True
+        for task in server.server_state.tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, DRAIN_RESERVE_S / 2)
+    log.info("drained")
+
+
+def serve(config: BridgeConfig) -> None:
+    """Run the bridge until a signal drains it; raise ``ConfigError``/``StoreError`` on startup problems."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(config))

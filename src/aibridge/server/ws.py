@@ -1,0 +1,208 @@
+"""The WebSocket endpoint (``/ws`` and ``/``): handshake checks, then one reading loop per socket.
+
+Handshake: refused with a JSON HTTP response while draining (503), for an Origin outside
+AI_BRIDGE_CORS_ORIGINS (403, a missing Origin is allowed), or for a wrong token given in
+``Authorization: Bearer`` / ``?token=`` (401). A socket without a handshake token must send
+the right ``register.authToken`` before anything else is accepted.
+
+The loop turns every bad frame into an ``error`` frame naming the problem and carries on: no
+client input ends the loop except a frame over the size limit, which uvicorn closes with 1009.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aibridge.server.config import BridgeConfig
+from aibridge.server.hub import CLOSE_UNAUTHORIZED, Connection, Hub
+from aibridge.server.protocol import (
+    ProtocolError,
+    build_envelope,
+    decode_frame,
+    encode,
+    parse_registration,
+)
+from aibridge.server.store.base import QueueFullError
+
+__all__ = ("FRAME_OVERHEAD", "WebSocketEndpoint", "bearer_token", "origin_allowed", "tokens_equal")
+
+log = logging.getLogger("aibridge.ws")
+
+FRAME_OVERHEAD = 1024
+"""Bytes allowed around an envelope in its frame; bigger frames are closed with 1009."""
+
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+
+
+def tokens_equal(given: str, expected: str) -> bool:
+    """Constant-time token comparison (the older bridge used ``===``, fault B13)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header (scheme case-insensitive), else None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """A missing Origin (non-browser clients) is allowed; ``*`` allows every origin."""
+    return origin is None or "*" in allowed or origin.rstrip("/") in allowed
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class WebSocketEndpoint:
+    """Serves agent sockets for one hub."""
+
+    def __init__(self, config: BridgeConfig, hub: Hub) -> None:
+        self.config = config
+        self.hub = hub
+        self.events = hub.events
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        refusal = self._check_handshake(scope)
+        if isinstance(refusal, tuple):
+            status, error = refusal
+            await _refuse(send, status, error)
+            return
+        await send({"type": "websocket.accept"})
+        client = scope.get("client")
+        conn = Connection(send, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
+        self.hub.attach(conn)
+        self.events.ws_connected()
+        try:
+            await self._read_loop(conn, receive)
+        finally:
+            await self.hub.detach(conn)
+            self.events.ws_disconnected()
+
+    def _check_handshake(self, scope: dict[str, Any]) -> tuple[int, str] | bool:
+        """``(status, error)`` to refuse the handshake, else whether it carried a valid token."""
+        if self.hub.draining:
+            return 503, "draining: reconnect to another instance"
+        if not origin_allowed(_header(scope, b"origin"), self.config.cors_origins):
+            self.events.error("origin")
+            return 403, "origin not allowed"
+        expected = self.config.auth_token
+        if expected is None:
+            return True
+        token = bearer_token(_header(scope, b"authorization"))
+        if token is None:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            token = query.get("token") or None
+        if token is None:
+            return False  # may still authenticate with register.authToken
+        if not tokens_equal(token, expected):
+            self.events.error("auth")
+            return 401, "unauthorized"
+        return True
+
+    async def _read_loop(self, conn: Connection, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                if message.get("code") == 1009:
+                    self.hub.record_error("oversize", "frame over the size limit")
+                return
+            conn.last_seen = time.time()
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            try:
+                await self._handle(conn, data)
+            except ProtocolError as error:
+                self.hub.record_error(error.code, error.message)
+                await conn.write(encode(error.frame()))
+            except Exception:
+                log.exception("internal error while handling a frame from %s", conn.peer)
+                self.hub.record_error("internal", "internal error while handling a frame")
+                await conn.write(encode({"type": "error", "error": "internal", "message": "internal error"}))
+            if conn.closed:
+                return
+
+    async def _handle(self, conn: Connection, data: str | bytes) -> None:
+        frame = decode_frame(data)
+        kind = frame["type"]
+        if kind == "envelope":
+            await self._envelope(conn, frame)
+        elif kind == "heartbeat":
+            return  # receiving it refreshed lastSeen; no reply, like the older bridge
+        elif kind == "ack":
+            await self.hub.ack(conn, _ack_ids(frame))
+        elif kind == "register":
+            registration = parse_registration(frame, self.config.max_list_items)
+            expected = self.config.auth_token
+            if expected is not None and not conn.authenticated:
+                given = registration.auth_token
+                if given is None or not tokens_equal(given, expected):
+                    self.hub.record_error("auth", "unauthorized register")
+                    refusal = {"type": "error", "error": "unauthorized", "message": "bad token"}
+                    await conn.write(encode(refusal))
+                    await conn.close(CLOSE_UNAUTHORIZED, "Unauthorized")
+                    return
+                conn.authenticated = True
+            await self.hub.register(conn, registration)
+        else:
+            raise ProtocolError(
+                "unknown_type", f"unknown frame type {kind!r}; expected register, heartbeat, envelope or ack"
+            )
+
+    async def _envelope(self, conn: Connection, frame: dict[str, Any]) -> None:
+        if conn.agent_id is None:
+            self.events.envelope("rejected")
+            raise ProtocolError("not_registered", "send a register frame before envelopes")
+        try:
+            envelope, text = build_envelope(
+                frame.get("envelope"),
+                sender=conn.agent_id,
+                role=conn.role,
+                max_bytes=self.config.max_envelope_bytes,
+            )
+        except ProtocolError:
+            self.events.envelope("rejected")
+            raise
+        try:
+            routed = await self.hub.route(envelope, text)
+        except QueueFullError as error:
+            self.events.envelope("rejected")
+            raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
+        if conn.confirm:
+            await conn.write(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
+
+
+def _ack_ids(frame: dict[str, Any]) -> list[str]:
+    ids = frame.get("ids")
+    if ids is None:
+        ids = [frame.get("id")]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ProtocolError("invalid_field", "ack needs `id` (a string) or `ids` (an array of strings)")
+    return ids
+
+
+async def _refuse(send: Send, status: int, error: str) -> None:
+    body = encode({"error": error, "status": status}).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
