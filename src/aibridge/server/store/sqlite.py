@@ -33,6 +33,8 @@ from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, S
 __all__ = ("SqliteStore",)
 
 DB_NAME = "aibridge.db"
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+"""After a checkpoint the WAL file is truncated back to this size, so it cannot stay large."""
 MAX_TASK_MEMBERS = 256
 """Most distinct intents or participants kept per task, as in the memory store."""
 _encode = msgspec.json.Encoder().encode
@@ -97,31 +99,40 @@ class SqliteStore:
         where = f"AI_BRIDGE_DATA_DIR={self._dir}"
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
+        except FileExistsError:
             raise StoreError(f"{where}: exists but is not a directory") from None
         except OSError as exc:
             raise StoreError(f"{where}: cannot create the data directory: {exc.strerror}") from None
-        if not self._dir.is_dir():
-            raise StoreError(f"{where}: exists but is not a directory")
         try:
-            self._lock_file = (self._dir / "aibridge.lock").open("a")
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{where}: in use by another aibridge process (aibridge.lock is held)") from None
+            lock_file = (self._dir / "aibridge.lock").open("a")
         except OSError as exc:
             raise StoreError(f"{where}: not writable: {exc.strerror}") from None
+        conn: sqlite3.Connection | None = None
         try:
+            try:
+                # One process per data dir: two would each trust their own in-memory counters.
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"{where}: in use by another aibridge process (aibridge.lock is held)"
+                ) from None
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{self._path}: cannot switch to WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             conn.executescript(SCHEMA)
             self._load(conn)
             self._reader = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: cannot open the SQLite store: {exc}") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            lock_file.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self._path}: cannot open the SQLite store: {exc}") from None
+            raise
+        self._lock_file = lock_file
         return conn
 
     def _load(self, conn: sqlite3.Connection) -> None:
