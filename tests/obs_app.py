@@ -124,6 +124,14 @@ def build_app(config: BridgeConfig, metrics: BridgeMetrics | None, layers: set[s
     return app
 
 
+class QuietServer(uvicorn.Server):
+    """Leaves signals to main(), as the bridge's runner does (uvicorn re-raises them at exit)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def main() -> None:
     config = BridgeConfig.from_env(os.environ)
     layers = set(filter(None, os.environ.get("OBS_LAYERS", "metrics,logs,limits").split(",")))
@@ -139,7 +147,7 @@ async def main() -> None:
         )
     app = build_app(config, metrics, layers)
     metrics_server = await serve_metrics(config, metrics) if metrics else None
-    server = uvicorn.Server(
+    server = QuietServer(
         uvicorn.Config(
             app,
             host=config.host,
@@ -151,6 +159,8 @@ async def main() -> None:
             ws_per_message_deflate=False,
         )
     )
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the real runner drains here; we just stop
+        asyncio.get_running_loop().add_signal_handler(sig, setattr, server, "should_exit", True)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.005)
