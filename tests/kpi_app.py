@@ -83,7 +83,9 @@ def build_app(args: argparse.Namespace) -> Callable[[Scope, Receive, Send], Awai
             status = state["health_status"]
         elif path == "/work":
             state["served"] += 1
-            failing = state["error_ratio"] > 0 and state["served"] % max(1, round(1 / state["error_ratio"])) == 0
+            failing = (
+                state["error_ratio"] > 0 and state["served"] % max(1, round(1 / state["error_ratio"])) == 0
+            )
             status = 500 if failing else 200
         else:
             status = 404

@@ -53,7 +53,7 @@ class KpiOptions:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"URL {self.url!r}: expected http(s)://host[:port][/health]")
+            raise UsageError(f"URL {self.url!r}: expected http(s)://host:port or a full health URL")
         if self.window_s < 0 or self.interval_s <= 0:
             raise UsageError("--window must be ≥ 0 and --interval > 0")
         if 0 < self.window_s < self.interval_s:

@@ -66,10 +66,10 @@ def _parse_minimally(path: Path) -> tuple[int, str]:
     vms = data.get("vm", data.get("compute", []))
     vms = [vms] if isinstance(vms, dict) else vms
     if not isinstance(vms, list) or not all(isinstance(vm, dict) for vm in vms):
-        raise FileReadError(f"{path}: [[vm]] must be a table or an array of tables")
+        raise FileReadError(f"{path}: vm must be a table or an array of tables")
     # The [[vm]] without `processes` applies to every group; prefer it.
     vm: dict[str, Any] = next((v for v in vms if not v.get("processes")), vms[0] if vms else {})
-    where = f"{path}: [[vm]]"
+    where = f"{path}: vm section"
     size = str(vm.get("size", _DEFAULT_SIZE))
     if size not in _PRESET_MB and "memory" not in vm and "memory_mb" not in vm:
         raise FileReadError(f"{where}: unknown size {size!r} and no memory given")
