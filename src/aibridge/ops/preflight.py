@@ -1,0 +1,81 @@
+"""Checks before a deploy changes anything: the config validates, and there is an app name.
+
+Both raise errors that exit 2, so a refused deploy never reaches flyctl.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aibridge.errors import FileReadError, UsageError
+
+__all__ = ("resolve_app", "validate_config")
+
+_NO_APP = (
+    'no app name: add `app = "NAME"` to {config}, pass --app NAME, or set FLY_APP '
+    "(`aibridge init --app NAME` writes a fly.toml)"
+)
+
+
+def _require_file(config: Path) -> None:
+    if not config.is_file():
+        raise FileReadError(f"{config}: no such file (run `aibridge init` or pass --config PATH)")
+
+
+def validate_config(config: Path, *, force: bool) -> str:
+    """Run ``aibridge validate`` on ``config``; errors refuse the deploy unless ``force``.
+
+    Returns one line describing the result, for the deploy summary.
+    """
+    _require_file(config)
+    try:
+        validate: Any = importlib.import_module("aibridge.fly.validate")
+    except ImportError:
+        return "skipped: aibridge.fly.validate is not available in this build"
+    report = validate.validate_project(config)
+    errors, warnings = report.errors, report.warnings
+    counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    if not report.failed():
+        return f"{config}: {counts}"
+    first = next(f for f in report.findings if str(f.severity) == "error")
+    where = f"{first.file}:{first.line}:{first.column}"
+    if not force:
+        raise UsageError(
+            f"{config} has {counts} (first: {where} {first.code} {first.message}); "
+            "fix them (`aibridge validate` lists them) or pass --force to deploy anyway"
+        )
+    return f"{config}: {counts}, deploying anyway (--force)"
+
+
+def resolve_app(config: Path, app: str | None, environ: Mapping[str, str]) -> str:
+    """The app name: ``--app``, else ``FLY_APP``, else fly.toml's ``app`` (both replace it in flyctl)."""
+    for given in (app, environ.get("FLY_APP")):
+        if given and given.strip():
+            return given.strip()
+    _require_file(config)
+    name = _app_from_config(config)
+    if name:
+        return name
+    raise UsageError(_NO_APP.format(config=config))
+
+
+def _app_from_config(config: Path) -> str | None:
+    try:
+        model: Any = importlib.import_module("aibridge.fly.model")
+    except ImportError:
+        model = None
+    if model is not None and hasattr(model, "load_fly_config"):
+        app = model.load_fly_config(config).app
+        return app.strip() if isinstance(app, str) and app.strip() else None
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FileReadError(f"{config}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{config}: not valid TOML ({exc}), so its app name cannot be read") from None
+    app = data.get("app")
+    return app.strip() if isinstance(app, str) and app.strip() else None

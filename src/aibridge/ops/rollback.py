@@ -1,0 +1,251 @@
+"""Rollback: redeploy an earlier release's image, because flyctl has no rollback command.
+
+fly.md §4: pick the newest release whose status is ``complete`` and whose image differs from the
+running one (not blindly the second entry), then ``fly deploy --image REF``. The current fly.toml,
+env and secrets stay as they are, and old images may have been pruned from the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aibridge.errors import UsageError
+from aibridge.ops.events import OpsEvents
+from aibridge.ops.flyctl import Flyctl, FlyctlResult
+from aibridge.ops.flyjson import (
+    COMPLETE,
+    AppStatus,
+    Release,
+    parse_emitted_release,
+    parse_releases,
+    parse_status,
+)
+from aibridge.ops.health import Verification, VerifyOptions, verify_release
+from aibridge.ops.preflight import resolve_app
+
+__all__ = (
+    "NOT_REVERTED",
+    "ROLLBACK_EXIT_DONE",
+    "ROLLBACK_EXIT_FAILED",
+    "STRATEGIES",
+    "RollbackOptions",
+    "RollbackOutcome",
+    "RollbackPlan",
+    "choose_target",
+    "deploy_image_args",
+    "plan_rollback",
+    "rollback",
+    "run_rollback",
+)
+
+STRATEGIES = ("immediate", "rolling")
+ROLLBACK_EXIT_DONE = 0
+ROLLBACK_EXIT_FAILED = 1
+NOT_REVERTED = "fly.toml, [env] and secrets are NOT reverted: the current ones are used with the old image"
+EMIT_RELEASE_ENV = {"FLY_EMIT_RELEASE_JSON": "1"}
+# How registries say an image is gone (go-containerregistry: "MANIFEST_UNKNOWN: manifest unknown").
+_PRUNED = re.compile(r"manifest[ _]unknown|not found|no such image|name unknown", re.IGNORECASE)
+
+
+def deploy_image_args(app: str, config: Path, image: str, strategy: str) -> list[str]:
+    """flyctl arguments that put ``image`` live with the current fly.toml."""
+    return ["deploy", "--config", str(config), "--app", app, "--image", image, "--strategy", strategy]
+
+
+def candidates(releases: list[Release], running_image: str | None) -> list[Release]:
+    """Completed releases with an image other than the running one, newest first, one per image."""
+    seen: set[str] = set()
+    found = []
+    for release in sorted(releases, key=lambda r: r.version, reverse=True):
+        image = release.image_ref
+        if release.status == COMPLETE and image and image != running_image and image not in seen:
+            seen.add(image)
+            found.append(release)
+    return found
+
+
+def _next_after(pool: list[Release], target_image: str) -> Release | None:
+    return next((r for r in pool if r.image_ref != target_image), None)
+
+
+def _hint(candidate: Release | None) -> str:
+    if candidate is None:
+        return "there is no other completed release with a different image"
+    command = f"aibridge rollback --to {candidate.version}"
+    return f"the next candidate is {candidate.label} ({candidate.image_ref}): `{command}`"
+
+
+def choose_target(
+    releases: list[Release], running_image: str | None, to: str | None = None
+) -> tuple[str, Release | None, Release | None]:
+    """(image, its release if known, the next candidate after it) for a rollback."""
+    pool = candidates(releases, running_image)
+    if to is None:
+        if not pool:
+            raise UsageError(
+                "nothing to roll back to: no completed release with an image other than the running one"
+            )
+        return pool[0].image_ref, pool[0], _next_after(pool, pool[0].image_ref)
+    wanted = to.strip()
+    if re.fullmatch(r"v?\d+", wanted):
+        version = int(wanted.lstrip("v"))
+        release = next((r for r in releases if r.version == version), None)
+        if release is None:
+            shown = ", ".join(r.label for r in releases[:10]) or "none"
+            raise UsageError(f"--to {to}: no release v{version} among the last releases ({shown})")
+        older = [r for r in pool if r.version < version]
+        if release.status != COMPLETE:
+            raise UsageError(
+                f"release v{version} never completed (status {release.status or 'unknown'}); "
+                + _hint(older[0] if older else None)
+            )
+        if not release.image_ref or release.image_ref == running_image:
+            raise UsageError(f"release v{version} runs the image that is live now; " + _hint(_first(older)))
+        return release.image_ref, release, _next_after(older, release.image_ref)
+    if wanted == running_image:
+        raise UsageError(f"--to {to}: that image is the one running now")
+    known = next((r for r in releases if r.image_ref == wanted), None)
+    return wanted, known, _next_after(pool, wanted)
+
+
+def _first(pool: list[Release]) -> Release | None:
+    return pool[0] if pool else None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback would do: from the live image to an earlier one."""
+
+    app: str
+    config: Path
+    current_image: str | None
+    current_version: int | None
+    target_image: str
+    target: Release | None
+    next_candidate: Release | None
+    strategy: str
+
+    @property
+    def args(self) -> list[str]:
+        return deploy_image_args(self.app, self.config, self.target_image, self.strategy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "from": {"version": self.current_version, "image": self.current_image},
+            "to": {"version": self.target.version if self.target else None, "image": self.target_image},
+            "next_candidate": self.next_candidate.to_json() if self.next_candidate else None,
+            "strategy": self.strategy,
+            "not_reverted": NOT_REVERTED,
+        }
+
+
+def read_live(flyctl: Flyctl, app: str) -> tuple[list[Release], AppStatus]:
+    """``fly releases --json`` and ``fly status --json`` for ``app`` (read-only)."""
+    releases = parse_releases(flyctl.run_json(["releases", "--app", app, "--json"]))
+    status = parse_status(flyctl.run_json(["status", "--app", app, "--json"]))
+    return releases, status
+
+
+def plan_rollback(flyctl: Flyctl, app: str, config: Path, to: str | None, strategy: str) -> RollbackPlan:
+    releases, status = read_live(flyctl, app)
+    running = status.running_image
+    if running is None and status.version is not None:
+        running = next((r.image_ref for r in releases if r.version == status.version), None)
+    image, target, next_candidate = choose_target(releases, running, to)
+    return RollbackPlan(app, config, running, status.version, image, target, next_candidate, strategy)
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackOutcome:
+    plan: RollbackPlan
+    deploy: FlyctlResult
+    verification: Verification | None
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.deploy.ok and (self.verification is None or self.verification.ok)
+
+    @property
+    def exit_code(self) -> int:
+        return ROLLBACK_EXIT_DONE if self.ok else ROLLBACK_EXIT_FAILED
+
+    def to_json(self) -> dict[str, Any]:
+        released = parse_emitted_release(self.deploy.stdout)
+        return {
+            "ok": self.ok,
+            "plan": self.plan.to_json(),
+            "deploy": {"outcome": self.deploy.outcome, "exit_code": self.deploy.returncode},
+            "release": {"version": released.version, "image": released.image_ref} if released else None,
+            "seconds": round(self.deploy.seconds, 3),
+            "verification": self.verification.to_json() if self.verification else None,
+            "message": self.message,
+        }
+
+
+def run_rollback(
+    plan: RollbackPlan, flyctl: Flyctl, verify: VerifyOptions, events: OpsEvents
+) -> RollbackOutcome:
+    """Deploy the plan's image, then verify health. A failed deploy names the next candidate."""
+    events.step("rollback", f"deploying {plan.target_image} ({plan.strategy})")
+    events.command([flyctl.path, *plan.args], EMIT_RELEASE_ENV)
+    result = flyctl.run(plan.args, extra_env=EMIT_RELEASE_ENV, on_output=events.output)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if not result.ok:
+        if _PRUNED.search(result.stderr):
+            cause = f"image {plan.target_image} is no longer in the registry (pruned?)"
+        else:
+            cause = result.describe()
+        return RollbackOutcome(plan, result, None, f"rollback failed: {cause}; {_hint(plan.next_candidate)}")
+    if not verify.enabled:
+        return RollbackOutcome(plan, result, None, f"rolled back to {plan.target_image} (not verified)")
+    verification = verify_release(verify.url_for(plan.app), verify, events)
+    if verification.ok:
+        return RollbackOutcome(plan, result, verification, f"rolled back to {plan.target_image}: verified")
+    return RollbackOutcome(
+        plan, result, verification, f"rolled back to {plan.target_image} but {verification.summary}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackOptions:
+    config: Path = Path("fly.toml")
+    app: str | None = None
+    to: str | None = None
+    """A release version (``42`` or ``v42``) or an image reference; None picks the newest good one."""
+    strategy: str = "immediate"
+    dry_run: bool = False
+    verify: VerifyOptions = field(default_factory=VerifyOptions)
+
+
+def rollback(
+    options: RollbackOptions,
+    events: OpsEvents,
+    confirm: Callable[[RollbackPlan], bool],
+    environ: Mapping[str, str] | None = None,
+) -> tuple[RollbackPlan, RollbackOutcome | None]:
+    """Plan (read-only flyctl calls), confirm, deploy the old image, verify.
+
+    The outcome is None for a dry run or when ``confirm`` declines; nothing was deployed then.
+    """
+    if options.strategy not in STRATEGIES:
+        raise UsageError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {options.strategy!r}")
+    env = dict(os.environ if environ is None else environ)
+    app = resolve_app(options.config, options.app, env)
+    flyctl = Flyctl.locate(env)
+    flyctl.check_auth()
+    events.step("plan", f"reading the releases of {app}")
+    plan = plan_rollback(flyctl, app, options.config, options.to, options.strategy)
+    if options.dry_run:
+        events.command([flyctl.path, *plan.args], EMIT_RELEASE_ENV)
+        return plan, None
+    if not confirm(plan):
+        return plan, None
+    return plan, run_rollback(plan, flyctl, options.verify, events)
