@@ -1,3 +1,96 @@
-"""Commands of this family are added by their issue."""
+"""``aibridge init`` and ``aibridge validate``: Fly config as code, checked offline."""
 
 from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aibridge.cli._app import app, console, run_command
+
+__all__ = ("init", "validate")
+
+
+class OutputFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+
+
+@app.command(
+    help="Write fly.toml, Dockerfile and .dockerignore for the bridge (or any ASGI app) in the current "
+    "directory. An existing fly.toml is merged (comments and unrelated keys kept); other existing files "
+    "are replaced only with --force."
+)
+def init(
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="Fly app name [default: existing, else dir name].")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Primary region [default: existing, else sjc].")] = None,
+    memory: Annotated[int, typer.Option(help="VM memory in MB (multiple of 256).")] = 512,
+    asgi: Annotated[
+        str | None, typer.Option(help="Serve any ASGI app MODULE:APP with uvicorn instead of the bridge.")
+    ] = None,
+    volume: Annotated[
+        bool, typer.Option(help="Add a volume at /data and use the durable SQLite store.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the diff, write nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing Dockerfile and .dockerignore.")] = False,
+) -> None:
+    def call() -> None:
+        from aibridge.fly.generate import init_project, options_for
+
+        here = Path.cwd()
+        opts = options_for(here, app_name, region, memory, asgi, volume)
+        keep = tuple(k for k, given in (("app", app_name), ("primary_region", region)) if given is None)
+        result = init_project(here, opts, dry_run=dry_run, force=force, keep=keep)
+        if dry_run:
+            console.out(result.diff() or "no changes", highlight=False)
+            return
+        verbs = {"create": "created", "merge": "merged into", "replace": "replaced", "unchanged": "unchanged"}
+        for planned in result.files:
+            if planned.action == "keep":
+                console.print(
+                    f"kept     {planned.path.name} (it exists; --force replaces it)", highlight=False
+                )
+            else:
+                console.print(f"{verbs[planned.action]:<8} {planned.path.name}", highlight=False)
+        console.print("next: aibridge validate && fly deploy", highlight=False)
+
+    run_command(call)
+
+
+@app.command(
+    help="Lint fly.toml, the Dockerfile and .dockerignore offline, and check they agree with each other. "
+    "Exit 0 clean, 1 errors (or warnings with --strict), 2 unreadable file."
+)
+def validate(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Project directories or files [default: current directory].")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="The fly.toml to check.")] = None,
+    dockerfile: Annotated[
+        Path | None, typer.Option(help="The Dockerfile [default: from [build], else next to fly.toml].")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.TEXT,
+    strict: Annotated[bool, typer.Option(help="Unknown keys are errors; warnings fail the run.")] = False,
+) -> None:
+    def call() -> bool:
+        from aibridge.fly.report import render_json, render_sarif, render_text
+        from aibridge.fly.validate import validate_paths
+
+        report = validate_paths(list(paths or []), config, dockerfile, strict=strict)
+        if output_format is OutputFormat.JSON:
+            console.out(render_json(report), highlight=False)
+        elif output_format is OutputFormat.SARIF:
+            console.out(render_sarif(report), highlight=False)
+        else:
+            console.print(render_text(report), highlight=False, soft_wrap=True)
+        return report.failed(strict=strict)
+
+    if run_command(call):
+        raise typer.Exit(1)

@@ -1,0 +1,205 @@
+"""The files ``aibridge init`` writes (fly.toml, Dockerfile, .dockerignore), every value in its correct form.
+
+Durations are always strings with units (a bare integer means seconds, milliseconds or nanoseconds
+depending on where it sits), checks are an array of tables and concurrency a table (fly.md §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aibridge.server.config import SETTINGS
+
+__all__ = ("PYTHON_IMAGE", "InitOptions", "render_dockerfile", "render_dockerignore", "render_fly_toml")
+
+PYTHON_IMAGE = "python:3.12-slim"
+KILL_TIMEOUT_S = 10
+_DEFAULTS = {s.env: s.default for s in SETTINGS}
+_ENV_KEYS = (
+    "AI_BRIDGE_HISTORY_LIMIT",
+    "AI_BRIDGE_MAX_QUEUE",
+    "AI_BRIDGE_CLIENT_TTL_MS",
+    "AI_BRIDGE_CLEANUP_INTERVAL_MS",
+    "AI_BRIDGE_RATE_WINDOW_MS",
+    "AI_BRIDGE_RATE_MAX",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InitOptions:
+    app: str
+    region: str = "sjc"
+    memory_mb: int = 512
+    asgi: str | None = None
+    """``MODULE:APP`` of any ASGI app (served by uvicorn), or None for the aibridge server."""
+    volume: bool = False
+    health_path: str = "/health"
+
+    @property
+    def port(self) -> int:
+        return int(_DEFAULTS["PORT"] or 8080)
+
+    @property
+    def metrics_port(self) -> int:
+        return int(_DEFAULTS["AI_BRIDGE_METRICS_PORT"] or 9091)
+
+
+def render_fly_toml(opts: InitOptions) -> str:
+    drain = _DEFAULTS["AI_BRIDGE_SHUTDOWN_TIMEOUT_S"]
+    env = {key: _DEFAULTS[key] for key in _ENV_KEYS} if opts.asgi is None else {}
+    if opts.volume and opts.asgi is None:
+        env |= {"AI_BRIDGE_STORE": "sqlite", "AI_BRIDGE_DATA_DIR": "/data"}
+    lines = [
+        f"# fly.toml for {opts.asgi or 'the aibridge agent bridge'}, written by `aibridge init`.",
+        "# Check it offline with `aibridge validate`, deploy it with `fly deploy`.",
+        "",
+        f'app = "{opts.app}"',
+        f'primary_region = "{opts.region}"',
+        'kill_signal = "SIGTERM"',
+        f"# Longer than the server's graceful drain ({drain} s), so SIGKILL never cuts it short.",
+        f'kill_timeout = "{KILL_TIMEOUT_S}s"',
+        "",
+        "[build]",
+        '  dockerfile = "Dockerfile"',
+        "",
+        "[deploy]",
+    ]
+    if opts.volume:
+        lines.append(
+            "  # A volume pins its machine, so rolling is the only strategy; expect a short gap per deploy."
+        )
+        lines.append("  # aibridge: ignore=FLY117")
+    lines += ['  strategy = "rolling"', ""]
+    if env:
+        lines += ["[env]", *(f'  {key} = "{value}"' for key, value in env.items()), ""]
+    lines += [
+        "[http_service]",
+        f"  internal_port = {opts.port}",
+        "  force_https = true",
+        '  auto_stop_machines = "stop"',
+        "  auto_start_machines = true",
+        "  min_machines_running = 0",
+        "",
+        "  [http_service.concurrency]",
+        '    type = "connections"',
+        "    hard_limit = 1000",
+        "    soft_limit = 500",
+        "",
+        "  [[http_service.checks]]",
+        '    method = "GET"',
+        f'    path = "{opts.health_path}"',
+        '    grace_period = "30s"',
+        '    interval = "15s"',
+        '    timeout = "10s"',
+        '    headers = { User-Agent = "fly-health-check" }',
+        "",
+        "[[vm]]",
+        '  cpu_kind = "shared"',
+        "  cpus = 1",
+        f'  memory = "{opts.memory_mb}mb"',
+    ]
+    if opts.asgi is None:
+        lines += ["", "[metrics]", f"  port = {opts.metrics_port}", '  path = "/metrics"']
+    if opts.volume:
+        lines += [
+            "",
+            "[[mounts]]",
+            f'  source = "{opts.app.replace("-", "_")}_data"',
+            '  destination = "/data"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _healthcheck(opts: InitOptions) -> str:
+    url = f"http://127.0.0.1:{opts.port}{opts.health_path}"
+    probe = f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"
+    return (
+        "# No curl in a slim image: probe with the Python standard library.\n"
+        "HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \\\n"
+        f'  CMD ["python", "-c", "{probe}"]'
+    )
+
+
+def render_dockerfile(opts: InitOptions) -> str:
+    if opts.asgi is None:
+        build = (
+            "COPY pyproject.toml README.md ./\nCOPY src ./src\nRUN /opt/venv/bin/pip install --no-cache-dir ."
+        )
+        cmd, expose, copy_app, workdir = (
+            '["aibridge", "serve"]',
+            f"{opts.port} {opts.metrics_port}",
+            "",
+            "/app",
+        )
+    else:
+        build = (
+            "COPY . /app\n"
+            "RUN /opt/venv/bin/pip install --no-cache-dir 'uvicorn[standard]' \\\n"
+            " && if [ -f /app/requirements.txt ]; then \\\n"
+            "      /opt/venv/bin/pip install --no-cache-dir -r /app/requirements.txt; fi \\\n"
+            " && if [ -f /app/pyproject.toml ]; then /opt/venv/bin/pip install --no-cache-dir /app; fi"
+        )
+        drain = _DEFAULTS["AI_BRIDGE_SHUTDOWN_TIMEOUT_S"]
+        cmd = (
+            f'["uvicorn", "{opts.asgi}", "--host", "0.0.0.0", "--port", "{opts.port}", '
+            f'"--proxy-headers", "--timeout-graceful-shutdown", "{drain}"]'
+        )
+        expose, copy_app, workdir = (
+            str(opts.port),
+            "COPY --from=builder --chown=1001:1001 /app /app\n",
+            "/app",
+        )
+    return f"""# syntax=docker/dockerfile:1
+# Dockerfile written by `aibridge init`: a virtualenv built in one stage, copied into a slim runtime
+# that runs as an unprivileged user with tini as PID 1 (signals forwarded, zombies reaped).
+
+FROM {PYTHON_IMAGE} AS builder
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+RUN python -m venv /opt/venv
+{build}
+
+FROM {PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PATH="/opt/venv/bin:$PATH"
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends tini \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && groupadd --system --gid 1001 app \\
+ && useradd --system --uid 1001 --gid app --home-dir {workdir} --create-home app
+COPY --from=builder /opt/venv /opt/venv
+{copy_app}WORKDIR {workdir}
+USER 1001
+EXPOSE {expose}
+{_healthcheck(opts)}
+ENTRYPOINT ["tini", "--"]
+CMD {cmd}
+"""
+
+
+def render_dockerignore(opts: InitOptions) -> str:
+    return """# Keep secrets, VCS data and local artefacts out of the build context (and so out of the image).
+.git
+.gitignore
+.env*
+**/*.pem
+**/*.key
+.venv
+venv
+**/__pycache__
+**/*.py[cod]
+.pytest_cache
+.mypy_cache
+.ruff_cache
+.hypothesis
+*.egg-info
+dist
+tests
+bench
+fly.toml
+Dockerfile
+.dockerignore
+"""
