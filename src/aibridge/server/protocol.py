@@ -9,9 +9,9 @@ fields are type-checked, and every problem raises :class:`ProtocolError` whose f
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -66,9 +66,23 @@ def new_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def now_iso() -> str:
-    """The current time the way the older bridge wrote it (``2025-10-14T12:00:00.000Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _IsoClock:
+    """ISO-8601 UTC timestamps with milliseconds; the date part is formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+now_iso = _IsoClock()
+"""The current time the way the older bridge wrote it (``2025-10-14T12:00:00.000Z``)."""
 
 
 def _describe(value: Any) -> str:

@@ -24,7 +24,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from aibridge import __version__
 from aibridge.errors import ConfigError, StoreError
-from aibridge.server.app import create_app
+from aibridge.server.app import create_app, with_websocket_fast_path
 from aibridge.server.config import BridgeConfig
 from aibridge.server.events import BridgeEvents, NullEvents
 from aibridge.server.hub import Hub
@@ -113,7 +113,7 @@ async def _serve(config: BridgeConfig) -> None:
         ping = config.ping_interval_ms / 1000 or None
         server = _Server(
             uvicorn.Config(
-                app,
+                with_websocket_fast_path(app),
                 loop="none",
                 http="httptools",
                 ws="websockets-sansio",

@@ -1,0 +1,302 @@
+"""A small async client for agents on an aibridge (or the older Node bridge's protocol).
+
+    async with BridgeClient("ws://127.0.0.1:8080/ws", "alice", token=...) as agent:
+        await agent.send("bob", {"text": "hello"})
+        async for envelope in agent:
+            print(envelope["payload"])
+
+It registers on connect, sends heartbeats, and reconnects with exponential backoff when the
+connection drops (re-registering the same id, so queued envelopes are replayed). It stops for
+good when the bridge says the token is wrong (1008) or that a newer connection took the id (4409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from aibridge.errors import AibridgeError, TargetUnreachableError, UsageError
+
+__all__ = ("BridgeClient", "BridgeClosedError", "BridgeRefusedError", "listen", "send_once")
+
+FINAL_CLOSE_CODES = {1008: "the bridge refused the token", 4409: "a newer connection registered this id"}
+
+
+class BridgeRefusedError(AibridgeError):
+    """The bridge answered an ``error`` frame to something this client sent."""
+
+    exit_code = 2
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(f"{frame.get('error')}: {frame.get('message', '')}".rstrip(": "))
+        self.frame = frame
+
+
+class BridgeClosedError(AibridgeError):
+    """The connection ended for good (closed by the client, or a final close code)."""
+
+    exit_code = 2
+
+
+class BridgeClient:
+    """One agent's connection to a bridge."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str | None = None,
+        *,
+        token: str | None = None,
+        role: str = "agent",
+        ack: bool = False,
+        confirm: bool = False,
+        reconnect: bool = True,
+        heartbeat_s: float = 30.0,
+        backoff_s: tuple[float, float] = (0.2, 10.0),
+        register_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.token = token
+        self.role = role
+        self.ack_mode = ack
+        self.confirm = confirm
+        self.reconnect = reconnect
+        self.heartbeat_s = heartbeat_s
+        self.backoff_s = backoff_s
+        self.register_fields = register_fields or {}
+        self.registered: dict[str, Any] | None = None
+        self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.close_code: int | None = None
+        self._deliveries: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._confirms: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Connect and register; return the ``registered`` frame's client meta."""
+        ws = await self._open(timeout)
+        self._runner = asyncio.create_task(self._run(ws))
+        assert self.registered is not None
+        return self.registered
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def __aenter__(self) -> BridgeClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _open(self, timeout: float) -> ClientConnection:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        try:
+            ws = await asyncio.wait_for(
+                websockets.connect(self.url, additional_headers=headers, compression=None, max_size=None),
+                timeout,
+            )
+        except InvalidStatus as exc:
+            raise UsageError(f"{self.url} refused the connection: HTTP {exc.response.status_code}") from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise TargetUnreachableError(f"cannot connect to {self.url}: {exc}") from None
+        frame: dict[str, Any] = {"type": "register", "role": self.role, **self.register_fields}
+        if self.client_id:
+            frame["clientId"] = self.client_id
+        if self.ack_mode:
+            frame["ack"] = True
+        if self.confirm:
+            frame["confirm"] = True
+        await ws.send(json.dumps(frame))
+        while True:
+            try:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            except (ConnectionClosed, TimeoutError) as exc:
+                await ws.close()
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                raise UsageError(
+                    f"{self.url} did not register us: {FINAL_CLOSE_CODES.get(code or 0, exc)}"
+                ) from None
+            if reply.get("type") == "registered":
+                self.registered = reply["client"]
+                self.client_id = reply["client"]["id"]
+                self._ws = ws
+                self._ready.set()
+                return ws
+            if reply.get("type") == "error":
+                await ws.close()
+                raise BridgeRefusedError(reply)
+
+    async def _run(self, ws: ClientConnection | None) -> None:
+        while ws is not None:
+            beat = asyncio.create_task(self._heartbeat(ws))
+            try:
+                await self._read(ws)
+            finally:
+                beat.cancel()
+            self._ready.clear()
+            self.close_code = ws.close_code
+            if self._closing or not self.reconnect or ws.close_code in FINAL_CLOSE_CODES:
+                break
+            ws = await self._reconnect()
+        self._deliveries.put_nowait(None)
+
+    async def _reconnect(self) -> ClientConnection | None:
+        """Reopen with exponential backoff and jitter; None once the client is closing."""
+        delay = self.backoff_s[0]
+        while not self._closing:
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.backoff_s[1])
+            with contextlib.suppress(AibridgeError):
+                return await self._open(timeout=10.0)
+        return None
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                frame = json.loads(raw)
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                if kind == "envelope":
+                    self._deliveries.put_nowait(frame["envelope"])
+                elif kind == "accepted":
+                    self._confirms.put_nowait(frame)
+                elif kind == "error":
+                    self.errors.put_nowait(frame)
+                    if self.confirm and "error" in frame:
+                        self._confirms.put_nowait(frame)
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.heartbeat_s)
+                await ws.send('{"type":"heartbeat"}')
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        if self._closing:
+            raise BridgeClosedError("the client is closed")
+        await asyncio.wait_for(self._ready.wait(), 30)
+        assert self._ws is not None
+        await self._ws.send(json.dumps(frame))
+
+    async def send(self, to: str | None, payload: Any = None, **fields: Any) -> str:
+        """Send an envelope (``to=None`` broadcasts); return its id.
+
+        With ``confirm=True`` this waits for the bridge's ``accepted`` frame (the envelope is
+        stored) and raises :class:`BridgeRefusedError` if it refused the envelope instead.
+        """
+        envelope: dict[str, Any] = {"payload": {} if payload is None else payload, **fields}
+        if to is not None:
+            envelope["to"] = to
+        envelope.setdefault("id", str(uuid.uuid4()))
+        await self._send_frame({"type": "envelope", "envelope": envelope})
+        if self.confirm:
+            reply = await asyncio.wait_for(self._confirms.get(), 30)
+            if reply.get("type") == "error":
+                raise BridgeRefusedError(reply)
+        return str(envelope["id"])
+
+    async def broadcast(self, payload: Any = None, **fields: Any) -> str:
+        return await self.send(None, payload, **fields)
+
+    async def ack(self, *envelope_ids: str) -> None:
+        """Acknowledge deliveries (only meaningful for clients created with ``ack=True``)."""
+        await self._send_frame({"type": "ack", "ids": list(envelope_ids)})
+
+    async def heartbeat(self) -> None:
+        await self._send_frame({"type": "heartbeat"})
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next delivered envelope; :class:`BridgeClosedError` once the client has stopped."""
+        envelope = await asyncio.wait_for(self._deliveries.get(), timeout)
+        if envelope is None:
+            self._deliveries.put_nowait(None)
+            raise BridgeClosedError(f"connection to {self.url} closed (code {self.close_code})")
+        return envelope
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            try:
+                yield await self.receive()
+            except BridgeClosedError:
+                return
+
+
+def _payload(message: str) -> Any:
+    """A JSON message is sent as the payload itself; anything else as ``{"text": message}``."""
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return {"text": message}
+    return value if isinstance(value, dict | list) else {"text": message}
+
+
+async def send_once(
+    url: str,
+    message: str,
+    *,
+    to: str | None = None,
+    client_id: str | None = None,
+    token: str | None = None,
+    intent: str | None = None,
+    task_id: str | None = None,
+) -> str:
+    """Connect, send one envelope (broadcast when ``to`` is None), wait until it is stored, return its id."""
+    fields: dict[str, Any] = {}
+    if intent:
+        fields["intent"] = intent
+    if task_id:
+        fields["taskId"] = task_id
+    client = BridgeClient(url, client_id, token=token, confirm=True, reconnect=False)
+    async with client:
+        return await client.send(to, _payload(message), **fields)
+
+
+async def listen(
+    url: str,
+    client_id: str | None,
+    on_envelope: Callable[[dict[str, Any]], None],
+    *,
+    token: str | None = None,
+    ack: bool = False,
+    count: int | None = None,
+) -> int:
+    """Receive envelopes (acking each when ``ack``) until ``count`` arrived or the bridge ends it."""
+    received = 0
+    async with BridgeClient(url, client_id, token=token, ack=ack) as client:
+        async for envelope in client:
+            on_envelope(envelope)
+            if ack:
+                await client.ack(envelope["id"])
+            received += 1
+            if count is not None and received >= count:
+                break
+    return received
