@@ -183,10 +183,7 @@ def test_api_status_and_agents_shapes(shared: BridgeProcess) -> None:
     }
     assert status["websocket"]["port"] == status["http"]["port"] == shared.port
     assert status["storage"]["historyLimit"] == 50
-    assert (
-        httpx.get(f"{shared.url}/agents").json() == {"agents": []}
-        or "agents" in httpx.get(f"{shared.url}/agents").json()
-    )
+    assert status["performance"]["messagesProcessed"] >= 0
 
 
 def test_openapi_schema_is_served(shared: BridgeProcess) -> None:
