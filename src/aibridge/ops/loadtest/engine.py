@@ -211,14 +211,20 @@ class Engine:
     async def run_phase(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> int:
         """Run ``concurrency`` loops until they end or the deadline passes; return requests cut off."""
         tasks = [asyncio.create_task(loop()) for _ in range(self.plan.concurrency)]
-        timeout = None if self.deadline == float("inf") else max(0.0, self.deadline - perf_counter())
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            # The event loop's timers may fire a little early: keep waiting until the deadline is real.
+            timeout = None if self.deadline == float("inf") else self.deadline - perf_counter()
+            if timeout is not None and timeout <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=timeout)
         abandoned = self.in_flight if pending else 0
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            task.result()
+        for task in tasks:
+            if not task.cancelled():
+                task.result()
         return abandoned
 
 
