@@ -55,9 +55,12 @@ class PrometheusClient:
         try:
             body = response.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
             raise TargetUnreachableError(
-                f"{url} answered HTTP {response.status_code} without JSON: is this a Prometheus API?"
-            ) from None
+                f"{url} answered HTTP {response.status_code} without a Prometheus API body: "
+                "is this a Prometheus API?"
+            )
         if body.get("status") != "success":
             raise UsageError(f"Prometheus rejected {params.get('query')!r}: {body.get('error', body)}")
         return body["data"]
@@ -73,14 +76,17 @@ class PrometheusClient:
         return values[0] if values else None
 
     def series(self, query: str, start: float, end: float, points: int = 60) -> list[float | None]:
-        step = max(1.0, (end - start) / points)
-        data = self._get(
-            "query_range", {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        )
-        if not data["result"]:
-            return []
-        by_time = {float(t): float(v) for t, v in data["result"][0]["values"]}
-        return [by_time.get(start + i * step) for i in range(int((end - start) / step) + 1)]
+        """The first series of a range query, one slot per step; None where it has no value."""
+        start, end = math.floor(start), math.floor(end)
+        step = max(1, math.ceil((end - start) / points))
+        params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
+        result = self._get("query_range", params)["result"]
+        slots: list[float | None] = [None] * ((end - start) // step + 1)
+        for t, v in result[0]["values"] if result else []:
+            index = round((float(t) - start) / step)
+            if 0 <= index < len(slots) and math.isfinite(float(v)):
+                slots[index] = float(v)
+        return slots
 
 
 class _PromJudge:
@@ -114,11 +120,11 @@ class _PromJudge:
         first = self.prom.scalar(
             f"min(min_over_time(timestamp(up{{{self.sel}}})[{self.r}:{step}]))", self.now
         )
-        if avg is None or samples is None or first is None:
-            return cannot_tell(
-                "uptime", t, "no data", f"no up{{{self.sel}}} series in the last {self.r}; check --selector"
-            )
-        covered = min(self.o.range_s, self.now - first)
+        if avg is None or samples is None:
+            how = f"no up{{{self.sel}}} series in the last {self.r}; check --selector"
+            return cannot_tell("uptime", t, "no data", how)
+        # No subquery step saw a sample yet: the data is younger than one step.
+        covered = min(self.o.range_s, self.now - first) if first is not None else 0.0
         pct = avg * 100
         measured = f"{pct:.3f} % ({samples:.0f} scrapes over {format_seconds(covered)})"
         how = f"avg_over_time(up{{{self.sel}}}[{self.r}]): share of successful scrapes"
