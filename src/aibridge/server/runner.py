@@ -150,10 +150,14 @@ async def _serve(config: BridgeConfig) -> None:
 
 async def _drain(config: BridgeConfig, hub: Hub, server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + config.shutdown_timeout_s - DRAIN_RESERVE_S
+    start = loop.time()
+    deadline = start + max(0.0, config.shutdown_timeout_s - DRAIN_RESERVE_S)
     await hub.drain()
-    # Phase 1: keep answering HTTP (/health says 503) until every WebSocket is really closed.
-    while loop.time() < deadline and any(
+    # Phase 1: keep answering HTTP (/health says 503) until every WebSocket is really closed,
+    # for at most half the budget: a peer that never answers our close frame must not eat
+    # the time in-flight HTTP requests need in phase 2.
+    phase_one_end = start + (deadline - start) / 2
+    while loop.time() < phase_one_end and any(
         isinstance(c, WebSocketsSansIOProtocol) for c in server.server_state.connections
     ):
         await asyncio.sleep(0.05)
