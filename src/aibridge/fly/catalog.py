@@ -122,6 +122,7 @@ _RULES = (
         "A top-level check with no port and no [http_service] to take it from",
         "Set port in the check.",
     ),
+    Rule("FLY124", W, "A mount without source (the volume name)", "Set source to the volume's name."),
     Rule("DKR001", E, "The Dockerfile cannot be parsed", "Fix the instruction at the reported line."),
     Rule("DKR002", W, "No Dockerfile to build from", "Add a Dockerfile, or set [build] image."),
     Rule(

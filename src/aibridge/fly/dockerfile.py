@@ -193,10 +193,10 @@ def split_shell(text: str) -> list[str]:
         return text.split()
 
 
-def process_argv(stage: Stage) -> tuple[list[str], Instruction | None]:
-    """The argv the container starts with, and the instruction that decides PID 1."""
+def process_argv(stage: Stage) -> tuple[list[str], Instruction | None, Instruction | None]:
+    """The argv the container starts with, its ENTRYPOINT, and its CMD (None when not used)."""
     entry, cmd = stage.last("ENTRYPOINT"), stage.last("CMD")
     argv = command_argv(entry)
-    if entry is None or entry.json:
-        argv += command_argv(cmd)
-    return argv, entry or cmd
+    if entry is not None and not entry.json:
+        return argv, entry, None
+    return argv + command_argv(cmd), entry, cmd

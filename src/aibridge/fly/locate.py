@@ -130,6 +130,8 @@ class Locator:
                 parsed = _read_key(stripped, 2)
                 if parsed:
                     keys = parsed[0]
+                    for size in range(1, len(keys)):
+                        self._record(self._resolve(keys[:size]), number, column)
                     base = (*self._resolve(keys[:-1]), keys[-1])
                     index = self._arrays.get(base, 0)
                     self._arrays[base] = index + 1
@@ -139,8 +141,10 @@ class Locator:
             elif stripped.startswith("["):
                 parsed = _read_key(stripped, 1)
                 if parsed:
-                    current = self._resolve(parsed[0])
-                    self._record(current, number, column)
+                    keys = parsed[0]
+                    for size in range(1, len(keys) + 1):
+                        self._record(self._resolve(keys[:size]), number, column)
+                    current = self._resolve(keys)
             elif stripped and not stripped.startswith("#"):
                 parsed = _read_key(line, 0)
                 if parsed and parsed[1] < len(line) and line[parsed[1]] == "=":

@@ -112,7 +112,8 @@ def _command(doc: FlyDocument, stage: Stage | None) -> tuple[list[str], Path | N
         return prefix + cfg.cmd, ("experimental", "cmd"), None
     if stage is None:
         return [], None, None
-    argv, decider = process_argv(stage)
+    argv, entry, cmd = process_argv(stage)
+    decider = cmd or entry
     return argv, None, decider.line if decider else None
 
 
@@ -181,7 +182,7 @@ def _rules(doc: FlyDocument, stage: Stage | None, served: Served | None) -> Iter
         if metrics_port != served.metrics_port or (metrics_path or "/metrics") != served.metrics_path:
             yield (
                 "XF104",
-                path,
+                (*path, "port" if metrics_port != served.metrics_port else "path"),
                 f"[metrics] {metrics_port}{metrics_path or ''}, but aibridge serves metrics on "
                 f"{served.metrics_port}{served.metrics_path}",
                 None,

@@ -165,6 +165,8 @@ def _copy_from(model: DockerfileModel, stage: Stage, instruction: Instruction, s
                 f"COPY --from={source}: stage {source} is not defined before this one",
                 None,
             )
+    elif key == stage.name:
+        yield "DKR102", instruction, f"COPY --from={source}: a stage cannot copy from itself", None
     elif key in later:
         yield (
             "DKR102",
@@ -197,20 +199,22 @@ def _final(stage: Stage) -> Iterator[tuple[str, int, str]]:
         yield "DKR103", stage.line, "the final stage sets no USER: it runs as root (the base image's default)"
     elif name in ("root", "0"):
         yield "DKR103", user.line, f"USER {user.value[0]}: the final stage runs as root"
-    argv, decider = process_argv(stage)
-    if decider is not None and not decider.json:
+    argv, entry, cmd = process_argv(stage)
+    shell = next((i for i in (entry, cmd) if i is not None and i.value and not i.json), None)
+    first = entry or cmd
+    if shell is not None:
         yield (
             "DKR105",
-            decider.line,
-            f"{decider.cmd} in shell form: /bin/sh is PID 1 and does not pass SIGTERM on",
+            shell.line,
+            f"{shell.cmd} in shell form: /bin/sh runs the app and does not pass SIGTERM on",
         )
-    elif decider is not None and argv:
-        first = PurePosixPath(argv[0]).name
-        if first not in INITS and program(argv) not in SIGNAL_AWARE:
+    elif first is not None and argv:
+        name = PurePosixPath(argv[0]).name
+        if name not in INITS and program(argv) not in SIGNAL_AWARE:
             yield (
                 "DKR104",
-                decider.line,
-                f"{decider.cmd} starts {first!r} as PID 1 with no init: "
+                first.line,
+                f"{first.cmd} starts {name!r} as PID 1 with no init: "
                 "signals may be ignored and zombies not reaped",
             )
     health = stage.last("HEALTHCHECK")

@@ -76,8 +76,8 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     groups = _known_groups(doc)
     for service in services:
         name = "[http_service]" if service.path == ("http_service",) else "[[services]]"
-        if service.internal_port is None:
-            table = _table_at(doc, service.path)
+        table = _table_at(doc, service.path)
+        if "internal_port" not in table:
             hint = ""
             if name == "[[services]]" and set(table) <= {"concurrency", "ports"}:
                 hint = (
@@ -162,15 +162,21 @@ def _deploy(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
             "down while it is replaced",
         )
     for index, mount in enumerate(cfg.mounts):
-        if not mount.source or not mount.destination:
-            yield "FLY119", mount.path, "a mount needs both source and destination"
-        for other in cfg.mounts[:index]:
-            if _overlap(mount.processes, other.processes):
-                yield (
-                    "FLY118",
-                    mount.path,
-                    "a second mount for the same process group: Fly allows one volume per machine",
-                )
+        if not mount.destination:
+            yield "FLY119", mount.path, "a mount without destination has nowhere to be mounted"
+        if not mount.source:
+            yield (
+                "FLY124",
+                mount.path,
+                "a mount without source: fly deploy finds (or creates) volumes by this name",
+            )
+        if any(_overlap(mount.processes, other.processes) for other in cfg.mounts[:index]):
+            yield (
+                "FLY118",
+                mount.path,
+                "a second mount for one process group (one volume per machine); flyctl: "
+                f"\"group '{(*mount.processes, 'app')[0]}' has more than one [[mounts]] section defined\"",
+            )
 
 
 def _checks(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:

@@ -298,7 +298,7 @@ ROOT = Section(
             "Restart",
             "[]appconfig.Restart",
             Form.ARRAY,
-            {"policy": S, "retries": INT, "processes": SL},
+            {"policy": _choice("always", "never", "on-failure"), "retries": INT, "processes": SL},
         ),
         "machine_checks": _MACHINE_CHECKS,
         "experimental": Section(

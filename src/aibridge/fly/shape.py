@@ -199,7 +199,10 @@ def _value_issues(spec: Value, value: object, path: Path) -> Iterator[Issue | No
         if not isinstance(value, str):
             yield None
         elif spec.choices and value not in spec.choices:
-            yield Issue("FLY006", path, f"`{name} = {value!r}` is not one of {', '.join(spec.choices)}")
+            quote = f'; flyctl: "invalid restart policy: {value}"' if name == "restart.policy" else ""
+            yield Issue(
+                "FLY006", path, f"`{name} = {value!r}` is not one of {', '.join(spec.choices)}{quote}"
+            )
     elif kind in (Kind.INT, Kind.INT_CAST):
         if kind is Kind.INT_CAST and isinstance(value, str):
             if not value.strip().lstrip("+-").isdigit():
@@ -263,7 +266,12 @@ def _special(spec: Value, value: object, path: Path, name: str) -> Iterator[Issu
             yield Issue("FLY119", path, f"`{name} = {value!r}`: {error}")
             return
         if size < 1:
-            yield Issue("FLY119", path, f"`{name} = {value!r}` is below the 1GB minimum of a volume")
+            yield Issue(
+                "FLY119",
+                path,
+                f'`{name} = {value!r}` is below the 1GB minimum of a volume; flyctl: "mount has an '
+                f"initial_size '{value}' value which is smaller than 1GB\"",
+            )
     elif kind is Kind.AUTOSTOP:
         if isinstance(value, str) and value not in ("off", "stop", "suspend"):
             yield Issue(

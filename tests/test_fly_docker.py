@@ -1,0 +1,107 @@
+"""Dockerfile and .dockerignore rules. A ``# !CODE`` comment marks the next instruction's line."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from aibridge.fly.catalog import finding
+from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
+from aibridge.fly.findings import Finding, Severity
+from aibridge.fly.rules_docker import check_dockerfile
+from aibridge.fly.rules_ignore import check_dockerignore, excluded
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fly" / "docker"
+
+
+def expected(text: str) -> Counter[tuple[str, int]]:
+    out: Counter[tuple[str, int]] = Counter()
+    pending: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = re.match(r"\s*# !([A-Z0-9,]+)", line)
+        if match:
+            pending += match.group(1).split(",")
+        elif line.strip() and not line.strip().startswith("#") and pending:
+            out.update((code, number) for code in pending)
+            pending = []
+    return out
+
+
+def lint(text: str) -> list[Finding]:
+    try:
+        return check_dockerfile(parse_dockerfile(text, "Dockerfile"))
+    except DockerfileSyntaxError as error:
+        return [finding("DKR001", "Dockerfile", (error.line, 1), error.message)]
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.Dockerfile")), ids=lambda p: p.stem)
+def test_fixture_reports_exactly_the_marked_lines(path: Path) -> None:
+    text = path.read_text()
+    findings = lint(text)
+    assert Counter((f.code, f.line) for f in findings) == expected(text), "\n".join(
+        f"{f.code}:{f.line} {f.message}" for f in findings
+    )
+
+
+def test_copy_with_shell_operators_names_the_token() -> None:
+    findings = lint((FIXTURES / "bad_copy_shell.Dockerfile").read_text())
+    first = next(f for f in findings if f.code == "DKR101")
+    assert "'2>/dev/null'" in first.message and first.severity is Severity.ERROR
+
+
+def test_unknown_bare_copy_source_is_a_warning_but_forward_reference_an_error() -> None:
+    findings = [f for f in lint((FIXTURES / "bad_copy_from.Dockerfile").read_text()) if f.code == "DKR102"]
+    by_line = {f.line: f.severity for f in findings}
+    assert by_line == {3: Severity.ERROR, 5: Severity.ERROR, 7: Severity.WARNING, 9: Severity.ERROR}
+
+
+def test_build_target_selects_the_final_stage() -> None:
+    text = 'FROM python:3.12-slim AS app\nUSER 1001\nHEALTHCHECK NONE\nCMD ["aibridge"]\nFROM app AS debug\nUSER root\n'
+    assert [f.code for f in check_dockerfile(parse_dockerfile(text), target="app")] == []
+    assert [f.code for f in check_dockerfile(parse_dockerfile(text))] == ["DKR103"]
+
+
+def test_parse_error_has_the_line() -> None:
+    with pytest.raises(DockerfileSyntaxError) as caught:
+        parse_dockerfile("FROM python:3.12-slim\nUSER 1001\nENV ONLY_A_NAME\n")
+    assert caught.value.line == 3 and "ENV" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "out"),
+    [
+        (".env*", ".env.local", True),
+        (".env*", "config/.env", False),
+        ("**/.env*", "config/.env", True),
+        ("__pycache__", "src/__pycache__/m.pyc", False),
+        ("**/__pycache__", "src/__pycache__/m.pyc", True),
+        ("*.pyc", "a/b.pyc", False),
+        ("/.git", ".git/HEAD", True),
+        (".venv\n!.venv/keep", ".venv/keep", False),
+        ("*\n!src", "src/app.py", False),
+        ("*\n!src", "fly.toml", True),
+        ("docs/**/*.md", "docs/a/b/c.md", True),
+    ],
+)
+def test_dockerignore_matches_like_docker(patterns: str, path: str, out: bool) -> None:
+    assert excluded(patterns, path) is out
+
+
+def test_dockerignore_missing_entries_are_named() -> None:
+    findings = check_dockerignore(".git\n__pycache__\n", ".dockerignore")
+    suggested = {f.fix for f in findings}
+    assert suggested == {
+        "Add the line .env*",
+        "Add the line .venv",
+        "Add the line **/__pycache__",
+        "Add the line **/*.pem",
+        "Add the line **/*.key",
+    }
+    assert all(f.code == "IGN102" and f.severity is Severity.WARNING for f in findings)
+
+
+def test_complete_dockerignore_is_clean() -> None:
+    assert check_dockerignore(".git\n.env*\n.venv\n**/__pycache__\n**/*.pem\n**/*.key\n", "x") == []
