@@ -315,3 +315,36 @@ def test_smoke_needs_a_positive_count(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "--smoke: expected a number of requests >= 1" in result.stderr
     assert fake.calls() == []
+
+
+def test_validate_runs_first_and_errors_refuse_the_deploy(tmp_path: Path) -> None:
+    init = run_aibridge(["init", "--app", APP], make_fake(tmp_path).env(), tmp_path)
+    assert init.returncode == 0, init.stderr
+    config = tmp_path / "fly.toml"
+    fake = make_fake(tmp_path)
+    clean = run_aibridge([*_deploy(config, "--no-verify"), "--json"], fake.env(), tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    assert _summary(clean)["steps"][0] == {
+        "name": "validate",
+        "ok": True,
+        "seconds": _summary(clean)["steps"][0]["seconds"],
+        "detail": f"{config}: 0 errors, 0 warnings",
+    }
+    # flyctl rejects a table here (fly.md §1); validate reports it, and deploy refuses before flyctl runs.
+    text = config.read_text()
+    config.write_text(text.replace('strategy = "rolling"', 'strategy = "sideways"'))
+    calls_before = len(fake.calls())
+    refused = run_aibridge(_deploy(config), fake.env(), tmp_path)
+    assert refused.returncode == 2
+    assert f"error: {config} has 1 error, 0 warnings (first: {config}:14:3 FLY108" in refused.stderr
+    assert "pass --force to deploy anyway" in refused.stderr
+    assert len(fake.calls()) == calls_before
+    forced = run_aibridge([*_deploy(config, "--force", "--no-verify"), "--json"], fake.env(), tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert _summary(forced)["steps"][0]["detail"].endswith("deploying anyway (--force)")
+    # Even --force cannot deploy a file that is not TOML: the app name is unreadable. One line, exit 2.
+    config.write_text(text + '\n[http_service.checks]\npath = "/health"\n')
+    broken = run_aibridge(_deploy(config, "--force"), fake.env(), tmp_path)
+    assert broken.returncode == 2
+    assert f"error: {config}:" in broken.stderr and "not valid TOML: Cannot declare" in broken.stderr
+    assert "Traceback" not in broken.stderr

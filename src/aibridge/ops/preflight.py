@@ -5,11 +5,8 @@ Both raise errors that exit 2, so a refused deploy never reaches flyctl.
 
 from __future__ import annotations
 
-import importlib
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from aibridge.errors import FileReadError, UsageError
 
@@ -32,16 +29,15 @@ def validate_config(config: Path, *, force: bool) -> str:
     Returns one line describing the result, for the deploy summary.
     """
     _require_file(config)
-    try:
-        validate: Any = importlib.import_module("aibridge.fly.validate")
-    except ImportError:
-        return "skipped: aibridge.fly.validate is not available in this build"
-    report = validate.validate_project(config)
+    from aibridge.fly.findings import Severity
+    from aibridge.fly.validate import validate_project
+
+    report = validate_project(config)
     errors, warnings = report.errors, report.warnings
     counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     if not report.failed():
         return f"{config}: {counts}"
-    first = next(f for f in report.findings if str(f.severity) == "error")
+    first = next(f for f in report.findings if f.severity is Severity.ERROR)
     where = f"{first.file}:{first.line}:{first.column}"
     if not force:
         raise UsageError(
@@ -64,18 +60,7 @@ def resolve_app(config: Path, app: str | None, environ: Mapping[str, str]) -> st
 
 
 def _app_from_config(config: Path) -> str | None:
-    try:
-        model: Any = importlib.import_module("aibridge.fly.model")
-    except ImportError:
-        model = None
-    if model is not None and hasattr(model, "load_fly_config"):
-        app = model.load_fly_config(config).app
-        return app.strip() if isinstance(app, str) and app.strip() else None
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FileReadError(f"{config}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{config}: not valid TOML ({exc}), so its app name cannot be read") from None
-    app = data.get("app")
+    from aibridge.fly.model import load_fly_config
+
+    app = load_fly_config(config).app
     return app.strip() if isinstance(app, str) and app.strip() else None
