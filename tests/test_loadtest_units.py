@@ -162,3 +162,27 @@ def test_report_counts_the_first_request_and_warns_of_a_busy_client() -> None:
     assert any("client CPU was the bottleneck: 1 of 2 worker(s) busy 97%" in w for w in report.warnings)
     quiet = _build(options, datetime.now(UTC), first, [_worker(0.5, {200: 20}), _worker(0.2, {200: 20})])
     assert not any("client CPU" in w for w in quiet.warnings)
+
+
+def test_progress_is_plain_when_piped_and_live_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from aibridge.ops.loadtest import ConsoleProgress, ProgressSnapshot
+    from aibridge.ops.loadtest import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "_PLAIN_EVERY_S", 0.0)
+    piped = io.StringIO()
+    with ConsoleProgress(Console(file=piped, force_terminal=False)) as progress:
+        progress(ProgressSnapshot(done=120, failed=3, elapsed_s=1.0, total=1000, duration_s=None, rate=120.0))
+        progress(ProgressSnapshot(done=900, failed=3, elapsed_s=9.0, total=None, duration_s=30.0, rate=100.0))
+    lines = piped.getvalue().splitlines()
+    assert lines == [
+        "loadtest: 120/1000 · 120 done · 120 req/s · 3 errors",
+        "loadtest: 9/30s · 900 done · 100 req/s · 3 errors",
+    ]
+    terminal = io.StringIO()
+    with ConsoleProgress(Console(file=terminal, force_terminal=True, width=100)) as progress:
+        progress(ProgressSnapshot(done=500, failed=0, elapsed_s=1.0, total=1000, duration_s=None, rate=500.0))
+    assert "\x1b[" in terminal.getvalue()  # drawn with terminal control sequences, then cleared

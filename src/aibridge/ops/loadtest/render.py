@@ -60,8 +60,8 @@ def _describe_load(report: LoadTestReport) -> str:
     if report.model == "open":
         return (
             f"open model: {opts.rate:g} req/s in total, {amount}, up to {opts.effective_concurrency} "
-            f"connections{workers}{warmup}; latency counts from each request's intended start "
-            "(coordinated omission corrected)"
+            f"connections{workers}{warmup}\n  latency counts from each request's intended start: "
+            "coordinated omission corrected"
         )
     return f"closed model: {amount} over {opts.effective_concurrency} connections{workers}{warmup}"
 
@@ -71,12 +71,9 @@ def _first_request(report: LoadTestReport, console: Console) -> None:
     if first is None:
         return
     outcome = f"HTTP {first.status}" if first.status is not None else (first.error or "no answer")
-    where = "counted in the totals" if report.first_request_counted else "sent as the first warm-up request"
-    console.print(
-        f"  First request {first.latency_ms:,.2f} ms  {outcome}  "
-        f"(sent alone, kept out of the percentiles: a cold start shows here; {where})",
-        highlight=False,
-    )
+    # Sent alone and kept out of the percentiles: an auto-stopped machine pays its cold start here.
+    how = "sent alone, not in the percentiles" if report.first_request_counted else "warm-up #1, not counted"
+    console.print(f"  First request {first.latency_ms:,.2f} ms  {outcome}  ({how})", highlight=False)
 
 
 def _latency(name: str, how: str, stats: LatencyStats, console: Console) -> None:

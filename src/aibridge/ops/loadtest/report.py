@@ -54,7 +54,7 @@ class LatencyStats:
             if above < _MIN_TAIL_SAMPLES:
                 needed = int(_MIN_TAIL_SAMPLES * 100 / (100 - percentile) + 0.5)
                 notes[percentile_key(percentile)] = (
-                    f"too few samples: {above} above it, {needed} requests needed for {_MIN_TAIL_SAMPLES}"
+                    f"too few samples: {above} above it; trust from {needed:,}"
                 )
         return cls(
             count=recorder.count,
