@@ -158,7 +158,7 @@ def test_app_stopped_mid_window_fails_uptime_and_counter_reset_is_handled(tmp_pa
     assert steps == ["stopped", "started"]
     assert report.latency_ms[3] is None  # the probe while the app was stopped
     assert uptime.verdict is Verdict.FAIL and uptime.measured.startswith("88.89 % (8/9")
-    assert "restarted 1×" in uptime.how
+    assert "restarted 1×" in uptime.how and "1 scrape(s) of /metrics failed" in uptime.how
     # The 5 errors after the restart are seen although the counter fell from ~300 to ~10.
     assert errors.verdict is Verdict.FAIL and errors.measured.split("(")[1].startswith("5/")
     assert "1 restart)" in errors.how

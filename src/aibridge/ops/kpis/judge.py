@@ -88,6 +88,8 @@ class _Judge:
         )
         if self.restarts:
             how += f"; process restarted {self.restarts}× in the window"
+        if self.obs.failed_scrapes:
+            how += f"; {self.obs.failed_scrapes} scrape(s) of /metrics failed too"
         measured = f"{pct:.2f} % ({up}/{len(probes)} probes)"
         return KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
 
