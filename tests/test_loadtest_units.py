@@ -17,7 +17,8 @@ from aibridge.ops.loadtest import (
     parse_status_list,
     parse_tolerance,
 )
-from aibridge.ops.loadtest.engine import FirstRequest, WorkerResult
+from aibridge.ops.loadtest.engine import WorkerResult
+from aibridge.ops.loadtest.first import FirstRequest
 from aibridge.ops.loadtest.histogram import LatencyRecorder
 from aibridge.ops.loadtest.runner import _build
 from aibridge.ops.loadtest.slo import evaluate_slos

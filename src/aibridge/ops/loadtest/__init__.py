@@ -5,16 +5,16 @@
     report = run_loadtest(LoadTestOptions("https://app.fly.dev/health", requests=200, slos=kpi_slos()))
     assert report.verdict is not None and report.verdict.passed
 
-Modules: ``options`` (what to run), ``slo`` (objectives and verdict), ``engine`` (aiohttp, closed and
-open model), ``workers`` (several processes), ``histogram`` (HDR latency recording), ``report``
-(results and their JSON schema), ``baseline`` (save and compare), ``render`` and ``progress`` (output),
-``runner`` (:func:`run_loadtest`, tying them together).
+Modules: ``options`` (what to run), ``slo`` (objectives and verdict), ``first`` (the first request,
+sent alone), ``engine`` (aiohttp, closed and open model), ``workers`` (several processes),
+``histogram`` (HDR latency recording), ``report`` (results and their JSON schema), ``baseline``
+(save and compare), ``render`` and ``progress`` (output), ``runner`` (:func:`run_loadtest`).
 """
 
 from __future__ import annotations
 
 from aibridge.ops.loadtest.baseline import Baseline, compare_with_baseline, read_baseline, save_report
-from aibridge.ops.loadtest.engine import FirstRequest
+from aibridge.ops.loadtest.first import FirstRequest
 from aibridge.ops.loadtest.options import (
     LoadTestOptions,
     parse_duration,

@@ -22,12 +22,13 @@ __all__ = (
     "ERROR_KINDS",
     "Engine",
     "ErrorKind",
-    "FirstRequest",
     "WorkerPlan",
     "WorkerResult",
+    "classify",
+    "describe",
     "execute",
+    "open_session",
     "run_async",
-    "send_first_request",
 )
 
 T = TypeVar("T")
@@ -76,17 +77,6 @@ class WorkerResult:
     abandoned: int
     """Requests still in flight when the duration ran out; cut off and not counted."""
     warmup_failed: int
-
-
-@dataclass(frozen=True)
-class FirstRequest:
-    """The very first request of a run, sent alone: a stopped Fly machine pays its boot here."""
-
-    latency_ms: float
-    status: int | None
-    error_kind: ErrorKind | None
-    error: str | None
-    bytes_received: int
 
 
 def classify(error: BaseException) -> ErrorKind:
@@ -231,20 +221,6 @@ class Engine:
 def _codes(codes: frozenset[int]) -> str:
     ordered = sorted(codes)
     return ",".join(map(str, ordered)) if len(ordered) <= 5 else f"{ordered[0]}-{ordered[-1]}"
-
-
-async def send_first_request(plan: WorkerPlan) -> FirstRequest:
-    """Send one request alone on a fresh connection and report how it went."""
-    async with open_session(plan, 1) as session:
-        started = perf_counter()
-        try:
-            async with session.request(plan.method, plan.url, data=plan.body) as response:
-                size = len(await response.read())
-        except (aiohttp.ClientError, OSError) as error:
-            return FirstRequest((perf_counter() - started) * 1000, None, classify(error), describe(error), 0)
-        latency_ms = (perf_counter() - started) * 1000
-        kind: ErrorKind | None = None if response.status in plan.expect_status else "status"
-        return FirstRequest(latency_ms, response.status, kind, None, size)
 
 
 async def execute(

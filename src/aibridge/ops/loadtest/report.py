@@ -13,7 +13,8 @@ from importlib import resources
 from typing import Any
 
 from aibridge import __version__
-from aibridge.ops.loadtest.engine import ERROR_KINDS, FirstRequest, WorkerResult
+from aibridge.ops.loadtest.engine import ERROR_KINDS, WorkerResult
+from aibridge.ops.loadtest.first import FirstRequest
 from aibridge.ops.loadtest.histogram import PERCENTILES, HistogramBucket, LatencyRecorder, percentile_key
 from aibridge.ops.loadtest.options import LoadModel, LoadTestOptions
 from aibridge.ops.loadtest.slo import Verdict

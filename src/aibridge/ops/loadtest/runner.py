@@ -10,14 +10,8 @@ from time import perf_counter
 
 from aibridge.errors import TargetUnreachableError, UsageError
 from aibridge.ops.loadtest.baseline import compare_with_baseline, read_baseline, save_report
-from aibridge.ops.loadtest.engine import (
-    FirstRequest,
-    WorkerPlan,
-    WorkerResult,
-    execute,
-    run_async,
-    send_first_request,
-)
+from aibridge.ops.loadtest.engine import WorkerPlan, WorkerResult, execute, run_async
+from aibridge.ops.loadtest.first import FirstRequest, send_first_request
 from aibridge.ops.loadtest.histogram import LatencyRecorder
 from aibridge.ops.loadtest.options import LoadTestOptions
 from aibridge.ops.loadtest.progress import ProgressSnapshot
