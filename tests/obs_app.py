@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -103,10 +104,11 @@ def build_app(config: BridgeConfig, metrics: BridgeMetrics | None, layers: set[s
                 log_ws_disconnected(socket.scope, "tester", code, time.monotonic() - opened)  # type: ignore[arg-type]
 
     middleware: list[Any] = []
+    gate = ConnectionGate(config.max_connections, frozenset({"/health", "/release"}))
     if "limits" in layers:
-        middleware.append(
-            ConnectionGate(config.max_connections, frozenset({"/health", "/release"})).middleware
-        )
+        # HTTP inside Litestar (its CORS layer then covers the 503), WebSocket outside (below),
+        # as the bridge's agent sockets take a fast path around Litestar.
+        middleware.append(functools.partial(gate.middleware, scopes=frozenset({"http"})))
         limit = rate_limit_config(config)
         if limit is not None:
             middleware.append(limit.middleware)
@@ -117,6 +119,8 @@ def build_app(config: BridgeConfig, metrics: BridgeMetrics | None, layers: set[s
         openapi_config=None,
         logging_config=None,  # Litestar's default would replace configure_logging's handlers
     )
+    if "limits" in layers:
+        app = gate.middleware(app, scopes=frozenset({"websocket"}))
     if "logs" in layers:
         app = AccessLogMiddleware(app)
     if metrics is not None:

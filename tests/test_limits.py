@@ -6,14 +6,24 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
+from litestar import Litestar
+from litestar.stores.memory import MemoryStore
 
 from aibridge.server.config import BridgeConfig
-from aibridge.server.limits import UNLIMITED, TokenBucket, client_ip, ws_bucket
+from aibridge.server.limits import (
+    UNLIMITED,
+    TokenBucket,
+    client_ip,
+    prune_rate_limits,
+    rate_limit_config,
+    ws_bucket,
+)
 from obs_app import run_obs_app
 
 ORIGIN = "https://app.example"
@@ -87,7 +97,7 @@ def test_connection_cap_refuses_http_and_websocket_with_503(tmp_path: Path) -> N
         while (refused := httpx.get(f"{app.url}/items/1", headers={"Origin": ORIGIN})).status_code != 503:
             assert time.monotonic() < deadline, "the two held requests never filled the cap"
             time.sleep(0.02)
-        assert refused.json()["status_code"] == 503
+        assert refused.json()["status"] == 503
         assert refused.headers["Retry-After"] == "1"
         assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
         assert httpx.get(f"{app.url}/health").status_code == 200  # exempt: Fly must still see us alive
@@ -146,3 +156,19 @@ def test_client_ip_prefers_fly_header() -> None:
     scope = {"headers": [(b"fly-client-ip", b"198.51.100.7")], "client": ("10.0.0.1", 5000)}
     assert client_ip(scope) == "198.51.100.7"
     assert client_ip({"headers": [], "client": ("10.0.0.1", 5000)}) == "10.0.0.1"
+
+
+async def test_prune_forgets_clients_whose_window_passed() -> None:
+    config = rate_limit_config(BridgeConfig(rate_max=5, rate_window_ms=1000))
+    assert config is not None
+    app = Litestar(route_handlers=[], middleware=[config.middleware])
+    store = config.get_store_from_app(app)
+    await store.set("RateLimitMiddleware::gone", b"{}", expires_in=timedelta(milliseconds=1))
+    await store.set("RateLimitMiddleware::here", b"{}", expires_in=60)
+    assert isinstance(store, MemoryStore)
+    deadline = time.monotonic() + 5
+    while not store._store["RateLimitMiddleware::gone"].expired:  # private: the only view of memory
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    await prune_rate_limits(app, config)
+    assert set(store._store) == {"RateLimitMiddleware::here"}

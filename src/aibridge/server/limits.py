@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.serialization import decode_json, encode_json
+from litestar.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from litestar import Litestar
     from litestar.connection import Request
     from litestar.stores.base import Store
 
@@ -33,6 +35,7 @@ __all__ = (
     "ConnectionGate",
     "TokenBucket",
     "client_ip",
+    "prune_rate_limits",
     "rate_limit_config",
     "ws_bucket",
 )
@@ -126,6 +129,17 @@ def rate_limit_config(config: BridgeConfig) -> BridgeRateLimitConfig | None:
     )
 
 
+async def prune_rate_limits(app: Litestar, config: BridgeRateLimitConfig) -> None:
+    """Forget clients whose window has passed.
+
+    Litestar's in-memory store drops an expired key only when that key is read again, so one-off
+    clients would pile up for the life of the process. Call this from the periodic cleanup task.
+    """
+    store = config.get_store_from_app(app)
+    if isinstance(store, MemoryStore):
+        await store.delete_expired()
+
+
 class TokenBucket:
     """Per-WebSocket envelope budget: ``rate`` tokens a second, bursts up to ``rate``.
 
@@ -174,8 +188,9 @@ class ConnectionGate:
     """Caps concurrent HTTP requests plus open WebSockets at ``limit``; beyond, 503 or a refused
     handshake, so a flood costs a few bytes instead of the machine's memory.
 
-    ``gate.middleware`` is a pure ASGI middleware factory. Every instance shares this gate's
-    count, so it can sit in Litestar's per-route ``middleware`` list (inside CORS) or wrap the app.
+    :meth:`middleware` makes pure ASGI middleware; all of them share this gate's count, so the
+    HTTP part can sit in Litestar's per-route ``middleware`` list (inside CORS, so browsers can
+    read the 503) while the WebSocket part wraps a fast path that bypasses Litestar.
     """
 
     def __init__(self, limit: int, exempt_paths: frozenset[str] = frozenset({"/health"})) -> None:
@@ -184,12 +199,12 @@ class ConnectionGate:
         self.rejected = 0
         self.exempt_paths = exempt_paths
         self._body = json.dumps(
-            {"status_code": 503, "detail": f"Server at its limit of {limit} connections; retry shortly"}
+            {"error": f"server at its limit of {limit} connections; retry shortly", "status": 503}
         ).encode()
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
+    def middleware(self, app: ASGIApp, scopes: frozenset[str] = frozenset({"http", "websocket"})) -> ASGIApp:
         async def gate(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt_paths:
+            if scope["type"] not in scopes or scope["path"] in self.exempt_paths:
                 await app(scope, receive, send)
                 return
             if self.active >= self.limit:
