@@ -83,8 +83,8 @@ class _Judge:
         up = sum(1 for p in probes if p.ok)
         pct = 100.0 * up / len(probes)
         how = (
-            f"GET {self.o.health_path} every {format_seconds(self.o.interval_s)}, new connection each; "
-            f"down = no 2xx within {format_seconds(self.o.timeout_s)}"
+            f"GET {self.o.health_path} every {format_seconds(self.o.interval_s)} on a new connection; "
+            f"down = no 2xx in {format_seconds(self.o.timeout_s)}"
         )
         if self.restarts:
             how += f"; process restarted {self.restarts}× in the window"
@@ -128,8 +128,8 @@ class _Judge:
             value = value if value is not None else estimate
         elif self.last is not None:
             views.append(f"no {self.o.duration_histogram}{{…={self.o.health_path!r}}} data")
-        how = "client: nearest rank over probes, incl. network and connect; server: " + (
-            "histogram delta over the window" if self.window else "histogram since process start"
+        how = "client: nearest rank of probes (incl. network); server: " + (
+            "histogram Δ over the window" if self.window else "histogram since process start"
         )
         if not verdicts:
             return cannot_tell(
@@ -158,7 +158,8 @@ class _Judge:
             return cannot_tell("memory", t, f"{word} {format_bytes(peak)} of ?", how)
         pct = 100.0 * peak / limit
         measured = f"{pct:.1f} % ({word} {format_bytes(peak)} of {format_bytes(limit)})"
-        how = f"{RSS} {'max over ' + str(len(rss)) + ' scrapes' if self.window else 'now'} / {source}"
+        seen = f"max {RSS} of {len(rss)} scrapes" if self.window else f"{RSS} now"
+        how = f"{seen} ÷ {source}"
         return KpiResult("memory", t.describe("memory"), verdict_below(pct, t), measured, how, pct)
 
     def requests(self) -> tuple[float, float, str | None]:
@@ -197,7 +198,7 @@ class _Judge:
             how = f"app exports no {self.o.startup_metric}; a start timestamp is not time-to-ready"
             return cannot_tell("startup", t, "not exported", how)
         worst = max(values)
-        how = f"app's {self.o.startup_metric} (process start → ready), worst seen"
+        how = f"app's {self.o.startup_metric} (process start → ready); worst seen"
         return KpiResult(
             "startup", t.describe("startup"), verdict_below(worst, t), format_seconds(worst), how, worst
         )

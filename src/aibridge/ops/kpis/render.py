@@ -46,9 +46,9 @@ def render_report(report: KpiReport) -> Group:
     table = Table(title=_title(report), title_justify="left", expand=False)
     table.add_column("KPI", no_wrap=True)
     table.add_column("target", no_wrap=True)
-    table.add_column("measured")
+    table.add_column("measured", overflow="fold")
     table.add_column("verdict", no_wrap=True)
-    table.add_column("how measured", style="dim")
+    table.add_column("how measured", style="dim", overflow="fold")
     for kpi in report.kpis:
         table.add_row(
             kpi.name, kpi.target, kpi.measured, Text(str(kpi.verdict), _STYLE[kpi.verdict]), kpi.how
