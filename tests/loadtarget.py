@@ -7,6 +7,7 @@ behaviour is deterministic, driven by per-server counters, so tests know exact e
 - ``first_ms=F``                 the first handled request (only) waits F ms, like a cold start
 - ``slow_every=K&slow_ms=M``     every K-th handled request waits M ms (instead of ``delay_ms``)
 - ``status=S``                   answer with status S; with ``status_every=K`` only every K-th request
+- ``location=URL``               add a Location header (with ``status=301`` makes a redirect)
 - ``drop_every=K``               every K-th received request: close the connection without answering
 
 ``GET /__stats`` returns the counters and arrival times (ms since the first arrival);
@@ -112,11 +113,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     STATS.statuses[status] = STATS.statuses.get(status, 0) + 1
     if delay_ms:
         await asyncio.sleep(delay_ms / 1000)
-    await _respond(send, status, _BODY)
+    extra = [(b"location", query["location"].encode())] if "location" in query else []
+    await _respond(send, status, _BODY, extra)
 
 
-async def _respond(send: Any, status: int, body: bytes) -> None:
+async def _respond(
+    send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -154,6 +154,16 @@ def test_verdict_and_baseline(target: LoadTarget, tmp_path: Path) -> None:
     _validate(second.to_json())
 
 
+def test_redirects_are_counted_not_followed(target: LoadTarget) -> None:
+    url = f"{target.url}/old?status=301&location=/elsewhere"
+    report = run_loadtest(LoadTestOptions(url, requests=30, concurrency=3))
+    assert target.stats()["handled"] == 30  # nobody went to /elsewhere
+    assert report.status_codes == {301: 30} and report.errors["status"] == 30
+    assert report.error_examples["status"] == "HTTP 301 to /elsewhere (expected 200)"
+    ok = run_loadtest(LoadTestOptions(url, requests=10, concurrency=2, expect_status=(200, 301)))
+    assert ok.successes == 10
+
+
 def test_unreachable_target_raises() -> None:
     url = f"http://127.0.0.1:{free_port()}/health"
     with pytest.raises(TargetUnreachableError, match=r"does not answer: cannot connect to 127\.0\.0\.1"):

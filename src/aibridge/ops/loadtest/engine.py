@@ -135,7 +135,10 @@ class Engine:
         self.in_flight += 1
         started = perf_counter()
         try:
-            async with self.session.request(plan.method, plan.url, data=plan.body) as response:
+            # Redirects are not followed (as ab): one request is one exchange, and a 301 shows up.
+            async with self.session.request(
+                plan.method, plan.url, data=plan.body, allow_redirects=False
+            ) as response:
                 size = len(await response.read())
                 status = response.status
         except (aiohttp.ClientError, OSError) as error:
@@ -159,7 +162,10 @@ class Engine:
         else:
             self.failed += 1
             self.errors["status"] += 1
-            self.examples.setdefault("status", f"HTTP {status} (expected {_codes(plan.expect_status)})")
+            if "status" not in self.examples:
+                location = response.headers.get("Location")
+                moved = f" to {location}" if location else ""
+                self.examples["status"] = f"HTTP {status}{moved} (expected {_codes(plan.expect_status)})"
 
     def _fail(self, kind: ErrorKind, error: BaseException) -> None:
         if not self.recording:

@@ -33,10 +33,16 @@ async def send_first_request(plan: WorkerPlan) -> FirstRequest:
     async with open_session(plan, 1) as session:
         started = perf_counter()
         try:
-            async with session.request(plan.method, plan.url, data=plan.body) as response:
+            async with session.request(
+                plan.method, plan.url, data=plan.body, allow_redirects=False
+            ) as response:
                 size = len(await response.read())
         except (aiohttp.ClientError, OSError) as error:
             return FirstRequest((perf_counter() - started) * 1000, None, classify(error), describe(error), 0)
         latency_ms = (perf_counter() - started) * 1000
         kind: ErrorKind | None = None if response.status in plan.expect_status else "status"
-        return FirstRequest(latency_ms, response.status, kind, None, size)
+        detail = None if kind is None else f"HTTP {response.status}"
+        location = response.headers.get("Location")
+        if detail and location:
+            detail += f" to {location}"
+        return FirstRequest(latency_ms, response.status, kind, detail, size)
