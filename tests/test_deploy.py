@@ -45,6 +45,7 @@ def test_success_records_deploys_and_verifies_the_live_release(tmp_path: Path) -
     assert envs[-1] == {"FLY_EMIT_RELEASE_JSON": "1"} and envs[1] == {}
     summary = _summary(result)
     assert summary["outcome"] == "deployed" and summary["exit_code"] == 0
+    assert summary["strategy"] == "rolling (fly.toml)"
     assert summary["before"] == {"version": 4, "image": IMAGE_D}
     assert summary["after"] == {"version": 6, "image": "registry.fly.io/demo:deployment-01NEW"}
     assert [s["name"] for s in summary["steps"]] == ["validate", "record", "deploy", "verify"]

@@ -119,7 +119,7 @@ def render_status(console: Console, view: StatusView) -> None:
     )
     releases = Table(title="releases", title_justify="left")
     for column in ("version", "status", "image", "created", "user"):
-        releases.add_column(column)
+        releases.add_column(column, overflow="fold")
     for release in view.releases:
         style = "" if release.status == "complete" else "yellow"
         releases.add_row(
@@ -128,7 +128,7 @@ def render_status(console: Console, view: StatusView) -> None:
     console.print(releases)
     machines = Table(title="machines", title_justify="left")
     for column in ("id", "state", "region", "release", "checks", "image"):
-        machines.add_column(column)
+        machines.add_column(column, overflow="fold")
     for machine in status.machines:
         checks = ", ".join(f"{name} {state}" for name, state in machine.checks) or "-"
         machines.add_row(

@@ -25,7 +25,7 @@ from aibridge.ops.events import OpsEvents
 from aibridge.ops.flyctl import Flyctl, FlyctlResult, find_flyctl
 from aibridge.ops.flyjson import AppStatus, Release, parse_emitted_release, parse_releases, parse_status
 from aibridge.ops.health import Verification, VerifyOptions, require_smoke, verify_release
-from aibridge.ops.preflight import resolve_app, validate_config
+from aibridge.ops.preflight import resolve_app, resolve_strategy, validate_config
 from aibridge.ops.rollback import (
     EMIT_RELEASE_ENV,
     RollbackOutcome,
@@ -157,7 +157,7 @@ def deploy(
     validated = validate_config(options.config, force=options.force)
     app = resolve_app(options.config, options.app, env)
     require_smoke(options.verify)
-    summary = DeploySummary(app, options.strategy or "from fly.toml")
+    summary = DeploySummary(app, resolve_strategy(options.config, options.strategy))
     summary.record("validate", True, started, validated)
     if options.dry_run:
         return _dry_run(options, app, env, summary, events)

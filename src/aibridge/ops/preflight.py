@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aibridge.errors import FileReadError, UsageError
 
-__all__ = ("resolve_app", "validate_config")
+__all__ = ("resolve_app", "resolve_strategy", "validate_config")
 
 _NO_APP = (
     'no app name: add `app = "NAME"` to {config}, pass --app NAME, or set FLY_APP '
@@ -64,3 +64,12 @@ def _app_from_config(config: Path) -> str | None:
 
     app = load_fly_config(config).app
     return app.strip() if isinstance(app, str) and app.strip() else None
+
+
+def resolve_strategy(config: Path, given: str | None) -> str:
+    """The strategy flyctl will use: ``--strategy``, else ``[deploy] strategy``, else rolling (fly.md §1)."""
+    if given:
+        return given
+    from aibridge.fly.model import load_fly_config
+
+    return f"{load_fly_config(config).strategy or 'rolling'} (fly.toml)"
