@@ -4,6 +4,7 @@ Run as a script (uvicorn serves the app; prometheus-client serves /metrics on a 
 
     python tests/kpi_app.py --port P --metrics-port M [--status-style class|code] [--status-label status]
                             [--memory-limit BYTES] [--startup SECONDS|none]
+                            [--metric-prefix aibridge_] [--route-label route]
 
 ``POST /control`` (not counted) sets ``delay`` (seconds before /health answers), ``error_ratio``
 (share of ``GET /work`` answered 500), ``health_status`` and ``memory_limit`` at run time.
@@ -38,10 +39,10 @@ def build_app(args: argparse.Namespace) -> Callable[[Scope, Receive, Send], Awai
     started = time.perf_counter()
     from prometheus_client import Counter, Gauge, Histogram
 
-    status_label = args.status_label
-    requests = Counter("aibridge_http_requests", "Requests.", ["method", "route", status_label])
+    prefix, route_label = args.metric_prefix, args.route_label
+    requests = Counter(f"{prefix}http_requests", "Requests.", ["method", route_label, args.status_label])
     duration = Histogram(
-        "aibridge_http_request_duration_seconds", "Duration.", ["method", "route"], buckets=BUCKETS
+        f"{prefix}http_request_duration_seconds", "Duration.", ["method", route_label], buckets=BUCKETS
     )
     limit = Gauge("aibridge_memory_limit_bytes", "Memory limit.")
     if args.memory_limit:
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--status-label", default="status")
     parser.add_argument("--memory-limit", type=int, default=0)
     parser.add_argument("--startup", default="")
+    parser.add_argument("--metric-prefix", default="aibridge_")
+    parser.add_argument("--route-label", default="route")
     args = parser.parse_args()
     import uvicorn
     from prometheus_client import start_http_server

@@ -148,3 +148,46 @@ def test_real_process_exit_code_and_help_is_fast(app: KpiApp) -> None:
     code = f"import sys, aibridge.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert imported.stdout.strip() == "[]"
+
+
+def test_any_app_with_other_metric_names_and_labels(tmp_path: Path) -> None:
+    """An app instrumented like prometheus-fastapi-instrumentator: http_*, a "handler" label, codes."""
+    args = (
+        "--metric-prefix",
+        "",
+        "--route-label",
+        "handler",
+        "--status-style",
+        "code",
+        "--status-label",
+        "code",
+    )
+    with run_kpi_app(*args, "--memory-limit", str(512 * MiB)) as other:
+        other.traffic(10)
+        names = [
+            "--request-counter",
+            "http_requests_total",
+            "--duration-histogram",
+            "http_request_duration_seconds",
+        ]
+        code, out, _ = run(
+            other.url,
+            "--metrics-url",
+            other.metrics_url,
+            "--window",
+            "0.5s",
+            "--interval",
+            "0.25s",
+            *names,
+            "--format",
+            "json",
+        )
+        data = json.loads(out)
+        kpis = {k["name"]: k for k in data["kpis"]}
+        assert code == 0, out
+        assert "{code=~5xx|5..}" in kpis["error_rate"]["how"]
+        assert "server:" in kpis["health_latency"]["measured"]  # found through the "handler" label
+        code, out, _ = run(other.url, "--metrics-url", other.metrics_url, "--window", "0", "--format", "json")
+        error_rate = next(k for k in json.loads(out)["kpis"] if k["name"] == "error_rate")
+        assert code == 3 and error_rate["verdict"] == "cannot tell"  # our default names are absent
+        assert "--request-counter" in error_rate["how"]

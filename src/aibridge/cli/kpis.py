@@ -89,6 +89,10 @@ def check_kpis(
     status_label: Annotated[
         str | None, typer.Option(help="Status label of the counter (default: status, code or status_code).")
     ] = None,
+    route_label: Annotated[
+        str | None,
+        typer.Option(help="Route label of the histogram (default: route, handler, path or endpoint)."),
+    ] = None,
     health_route: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +127,7 @@ def check_kpis(
             request_counter=request_counter,
             duration_histogram=duration_histogram,
             status_label=status_label,
+            route_label=route_label,
             health_route=health_route,
         )
 

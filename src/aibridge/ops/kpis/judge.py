@@ -179,6 +179,9 @@ class _Judge:
         t = self.o.thresholds["error_rate"]
         errors, total, status = self.requests()
         scope = "Δ over the window" if self.window else "since process start (one scrape has no window)"
+        if not any(s.has(self.counter) for s in self.obs.scrapes):
+            how = f"no {self.counter} in the scrape; name the app's request counter with --request-counter"
+            return cannot_tell("error_rate", t, "not exported", how)
         if total <= 0:
             return cannot_tell("error_rate", t, "no requests counted", f"{self.counter}: {scope}")
         if status is None:
