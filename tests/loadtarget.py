@@ -10,8 +10,8 @@ behaviour is deterministic, driven by per-server counters, so tests know exact e
 - ``location=URL``               add a Location header (with ``status=301`` makes a redirect)
 - ``drop_every=K``               every K-th received request: close the connection without answering
 
-``GET /__stats`` returns the counters and arrival times (ms since the first arrival);
-``POST /__reset`` clears them. Neither is counted.
+``GET /__stats`` returns the counters, methods, ``X-*`` headers seen and arrival times (ms since
+the first arrival); ``POST /__reset`` clears them. Neither is counted.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class Stats:
     dropped: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     bodies: int = 0
+    x_headers: dict[str, int] = field(default_factory=dict)
+    methods: dict[str, int] = field(default_factory=dict)
     arrivals: list[float] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -57,6 +59,8 @@ class Stats:
             "dropped": self.dropped,
             "statuses": {str(code): count for code, count in self.statuses.items()},
             "bytes_of_bodies": self.bodies,
+            "x_headers": dict(self.x_headers),
+            "methods": dict(self.methods),
             "arrivals_ms": [round((t - start) * 1000, 3) for t in self.arrivals[:100_000]],
         }
 
@@ -98,6 +102,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     STATS.handled += 1
     STATS.bodies += len(body)
+    STATS.methods[scope["method"]] = STATS.methods.get(scope["method"], 0) + 1
+    for name, value in scope["headers"]:
+        if name.startswith(b"x-"):
+            key = f"{name.decode()}: {value.decode()}"
+            STATS.x_headers[key] = STATS.x_headers.get(key, 0) + 1
     STATS.arrivals.append(time.monotonic())
     index = STATS.handled
     query = {key: values[-1] for key, values in parse_qs(scope["query_string"].decode()).items()}

@@ -106,12 +106,16 @@ def test_baseline_regression_exits_1(target: LoadTarget, tmp_path: Path) -> None
 def test_body_makes_a_post_and_reaches_the_server(target: LoadTarget, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text('{"hello": "world"}')
-    result = _loadtest(
-        f"{target.url}/p", "-n", "20", "-c", "2", "-D", str(body), "-H", "Content-Type: application/json"
-    )
+    headers = ["-H", "Content-Type: application/json", "-H", "X-Probe: yes"]
+    result = _loadtest(f"{target.url}/p", "-n", "20", "-c", "2", "-D", str(body), *headers)
     assert result.returncode == 0, result.stderr
-    assert "POST" in result.stdout
-    assert target.stats()["bytes_of_bodies"] == 20 * len(body.read_bytes())
+    stats = target.stats()
+    assert stats["methods"] == {"POST": 20}
+    assert stats["bytes_of_bodies"] == 20 * len(body.read_bytes())
+    assert stats["x_headers"] == {"x-probe: yes": 20}
+    put = _loadtest(f"{target.url}/p", "-n", "5", "-c", "1", "-m", "put", "-d", "abc")
+    assert put.returncode == 0, put.stderr
+    assert target.stats()["methods"] == {"POST": 20, "PUT": 5}
 
 
 def test_rate_and_duration_with_two_workers(target: LoadTarget) -> None:

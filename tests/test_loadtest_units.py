@@ -187,3 +187,11 @@ def test_progress_is_plain_when_piped_and_live_on_a_terminal(monkeypatch: pytest
     with ConsoleProgress(Console(file=terminal, force_terminal=True, width=100)) as progress:
         progress(ProgressSnapshot(done=500, failed=0, elapsed_s=1.0, total=1000, duration_s=None, rate=500.0))
     assert "\x1b[" in terminal.getvalue()  # drawn with terminal control sequences, then cleared
+
+
+def test_public_names_are_exported() -> None:
+    import aibridge.ops.loadtest as package
+
+    assert list(package.__all__) == sorted(package.__all__, key=lambda name: (not name.isupper(), name))
+    for name in package.__all__:
+        assert getattr(package, name) is not None
