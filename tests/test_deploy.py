@@ -349,3 +349,18 @@ def test_validate_runs_first_and_errors_refuse_the_deploy(tmp_path: Path) -> Non
     assert broken.returncode == 2
     assert f"error: {config}:" in broken.stderr and "not valid TOML: Cannot declare" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_first_deploy_that_fails_health_has_nothing_to_roll_back_to(tmp_path: Path) -> None:
+    config = write_fly_toml(tmp_path)
+    fake = make_fake(tmp_path, releases=[], machines=[], running_image="")
+    url = f"http://127.0.0.1:{free_port()}/health"
+    result = run_aibridge(
+        [*_deploy(config, "--health-url", url, "--health-timeout", "1"), "--json"], fake.env(), tmp_path
+    )
+    assert result.returncode == 1
+    assert [c[0] for c in fake.calls()] == ["auth", "releases", "status", "deploy"]
+    summary = _summary(result)
+    assert summary["before"] is None and summary["after"]["version"] == 1
+    assert summary["message"].startswith("verification failed: not healthy after 1s")
+    assert summary["message"].endswith("nothing was live before, so nothing to roll back to")

@@ -39,6 +39,7 @@ FLYCTL_EXIT_TIMEOUT = 126
 FLYCTL_EXIT_INTERRUPTED = 127
 INTERRUPT_GRACE_S = 30.0
 """How long flyctl may take to wind down after Ctrl-C before it is killed."""
+PIPE_DRAIN_S = 10.0
 
 TOKEN_VARIABLES = ("FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
 Stream = Literal["stdout", "stderr"]
@@ -159,7 +160,13 @@ class Flyctl:
         started = time.monotonic()
         try:
             process = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, errors="replace"
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
             )
         except OSError as exc:
             raise FlyctlNotFoundError(f"cannot run flyctl at {self.path}: {exc.strerror or exc}") from None
@@ -169,16 +176,20 @@ class Flyctl:
             threading.Thread(target=_pump, args=(pipe, name, chunks[name], on_output), daemon=True)
             for pipe, name in streams
         ]
-        for reader in readers:
-            reader.start()
         interrupted = False
         try:
+            for reader in readers:
+                reader.start()
             returncode = process.wait()
         except KeyboardInterrupt:
             interrupted = True
+            for reader in readers:
+                if reader.ident is None:
+                    reader.start()
             returncode = _wind_down(process)
         for reader in readers:
-            reader.join()
+            # A grandchild (a docker build, say) may hold the pipe open after flyctl exits.
+            reader.join(timeout=PIPE_DRAIN_S)
         return FlyctlResult(
             argv=argv,
             returncode=returncode,
@@ -235,3 +246,8 @@ def _wind_down(process: subprocess.Popen[str]) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+    except KeyboardInterrupt:
+        # A second Ctrl-C: the user does not want to wait for flyctl to wind down.
+        process.kill()
+        process.wait()
+        raise
