@@ -59,7 +59,8 @@ def test_unknown_bare_copy_source_is_a_warning_but_forward_reference_an_error() 
 
 
 def test_build_target_selects_the_final_stage() -> None:
-    text = 'FROM python:3.12-slim AS app\nUSER 1001\nHEALTHCHECK NONE\nCMD ["aibridge"]\nFROM app AS debug\nUSER root\n'
+    text = 'FROM python:3.12-slim AS app\nUSER 1001\nHEALTHCHECK NONE\nCMD ["aibridge"]\n'
+    text += "FROM app AS debug\nUSER root\n"
     assert [f.code for f in check_dockerfile(parse_dockerfile(text), target="app")] == []
     assert [f.code for f in check_dockerfile(parse_dockerfile(text))] == ["DKR103"]
 

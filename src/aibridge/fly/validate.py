@@ -164,12 +164,14 @@ def _ignore(path: Path, explicit: bool, texts: dict[str, str], findings: list[Fi
 def validate_paths(
     paths: list[Path], config: Path | None = None, dockerfile: Path | None = None, *, strict: bool = False
 ) -> Report:
-    """The CLI's entry: directories are projects; files are sorted into configs, Dockerfiles, ignores."""
+    """The CLI's entry. A directory is a project of its own; files given are sorted into the fly.toml
+    files, a Dockerfile and a .dockerignore, which (with --config/--dockerfile) make one more project."""
+    projects: list[tuple[Path, Path | None, Path | None]] = []
     configs: list[Path] = [config] if config else []
     ignore: Path | None = None
     for path in paths or ([] if config else [Path(".")]):
         if path.is_dir():
-            configs.append(path / "fly.toml")
+            projects.append((path / "fly.toml", None, None))
         elif not path.exists():
             raise FileReadError(f"{path}: no such file or directory")
         elif path.name.endswith(".dockerignore"):
@@ -178,11 +180,12 @@ def validate_paths(
             dockerfile = path
         else:
             configs.append(path)
-    if not configs:
-        raise FileReadError("no fly.toml given: pass a directory, a fly.toml or --config")
+    if not configs and (dockerfile or ignore):
+        configs.append(Path("fly.toml"))
+    projects += [(item, dockerfile, ignore) for item in configs]
     total = Report()
-    for item in configs:
-        report = validate_project(item, dockerfile, ignore, strict=strict)
+    for item, docker, ignored in projects:
+        report = validate_project(item, docker, ignored, strict=strict)
         total.files += [f for f in report.files if f not in total.files]
         total.findings += report.findings
     return total
