@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -191,3 +192,20 @@ def test_any_app_with_other_metric_names_and_labels(tmp_path: Path) -> None:
         error_rate = next(k for k in json.loads(out)["kpis"] if k["name"] == "error_rate")
         assert code == 3 and error_rate["verdict"] == "cannot tell"  # our default names are absent
         assert "--request-counter" in error_rate["how"]
+
+
+def test_watch_prints_one_json_report_per_run_until_ctrl_c(app: KpiApp) -> None:
+    command = [sys.executable, "-m", "aibridge", "check-kpis", app.url, "--metrics-url", app.metrics_url]
+    command += ["--window", "0", "--interval", "0.2s", "--watch", "--format", "json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        reports = [json.loads(process.stdout.readline()) for _ in range(2)]  # blocks until each run ends
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert [r["mode"] for r in reports] == ["snapshot", "snapshot"]
+    assert process.returncode == 3 and "Traceback" not in err  # the last complete report's exit code
