@@ -6,7 +6,6 @@ everything that needs time is "cannot tell", never a silent pass (anchors.md §4
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,7 +45,6 @@ class Observation:
     probes: list[Probe] = field(default_factory=list)
     scrapes: list[Scrape] = field(default_factory=list)
     failed_scrapes: int = 0
-    started: float = field(default_factory=time.time)
 
     @property
     def span_s(self) -> float:
