@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -364,3 +365,31 @@ def test_first_deploy_that_fails_health_has_nothing_to_roll_back_to(tmp_path: Pa
     assert summary["before"] is None and summary["after"]["version"] == 1
     assert summary["message"].startswith("verification failed: not healthy after 1s")
     assert summary["message"].endswith("nothing was live before, so nothing to roll back to")
+
+
+def test_ctrl_c_while_verifying_reports_the_unverified_release(tmp_path: Path) -> None:
+    config = write_fly_toml(tmp_path)
+    fake = make_fake(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/health"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aibridge",
+                *_deploy(config, "--health-url", url, "--health-timeout", "60"),
+            ],
+            env=fake.env(),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = server.accept()  # the first health request: verification is under way
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted while verifying; the new release is live and unverified" in out
+    assert [c[0] for c in fake.calls()].count("deploy") == 1

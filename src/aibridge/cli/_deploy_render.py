@@ -69,11 +69,15 @@ class RichEvents:
             self._spinner.update(text)
 
     def health_finished(self, result: HealthResult) -> None:
+        self.close()
+        mark = ("✓", "green") if result.ok else ("✘", "red")
+        self.console.print(Text.assemble(("  ", ""), mark, f" {result.url}: {result.summary}"))
+
+    def close(self) -> None:
+        """Stop the spinner (also when Ctrl-C cut a verification short)."""
         if self._spinner is not None:
             self._spinner.stop()
             self._spinner = None
-        mark = ("✓", "green") if result.ok else ("✘", "red")
-        self.console.print(Text.assemble(("  ", ""), mark, f" {result.url}: {result.summary}"))
 
 
 def render_summary(console: Console, summary: DeploySummary) -> None:

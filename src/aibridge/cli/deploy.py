@@ -100,7 +100,11 @@ def deploy_command(
             flyctl_args=tuple(flyctl_args or ()),
         )
         progress = _progress(as_json)
-        summary = deploy(options, RichEvents(progress))
+        events = RichEvents(progress)
+        try:
+            summary = deploy(options, events)
+        finally:
+            events.close()
         if as_json:
             _print_json(summary.to_json())
         else:
@@ -154,7 +158,11 @@ def rollback_command(
             dry_run=dry_run,
             verify=_verify(verify, health_url, health_passes, health_timeout, None),
         )
-        plan, outcome = rollback(options, RichEvents(progress), confirm)
+        events = RichEvents(progress)
+        try:
+            plan, outcome = rollback(options, events, confirm)
+        finally:
+            events.close()
         if as_json:
             _print_json({"plan": plan.to_json(), "outcome": outcome.to_json() if outcome else None})
         elif outcome is None:

@@ -188,7 +188,12 @@ def deploy(
             summary.outcome, summary.message = "deployed", "deployed (health not verified: --no-verify)"
             return summary
         started = time.monotonic()
-        summary.verification = verify_release(options.verify.url_for(app), options.verify, events)
+        try:
+            summary.verification = verify_release(options.verify.url_for(app), options.verify, events)
+        except KeyboardInterrupt:
+            summary.outcome = "interrupted"
+            summary.message = "interrupted while verifying; the new release is live and unverified"
+            return summary
         summary.record("verify", summary.verification.ok, started, summary.verification.summary)
         if summary.verification.ok:
             summary.outcome, summary.message = (
@@ -226,7 +231,7 @@ def _recover(
     options: DeployOptions, flyctl: Flyctl, summary: DeploySummary, failure: str, events: OpsEvents
 ) -> DeploySummary:
     before = summary.before
-    if before is None:
+    if before is None or not before.image_ref:
         summary.outcome, summary.message = (
             "failed",
             f"{failure}; nothing was live before, so nothing to roll back to",
