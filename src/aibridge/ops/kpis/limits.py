@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from aibridge.errors import FileReadError
+from aibridge.ops.kpis.config import KpiOptions
+from aibridge.ops.kpis.units import format_bytes
 
-__all__ = ("fly_memory_limit",)
+__all__ = ("fallback_limit", "fly_memory_limit")
 
 # fly-go MachinePresets: MB of memory each size preset gives (fly.md §1 "[[vm]]").
 _PRESET_MB = {
@@ -92,3 +94,12 @@ def fly_memory_limit(path: str) -> tuple[int, str]:
         return from_model << 20, f"{path} [[vm]] memory"
     megabytes, source = _parse_minimally(file)
     return megabytes << 20, f"{path} [[vm]] {source}"
+
+
+def fallback_limit(options: KpiOptions) -> tuple[int, str] | None:
+    """The limit used when the app exports none: fly.toml ``[[vm]]`` first, then ``--memory-limit``."""
+    if options.config_path:
+        return fly_memory_limit(options.config_path)
+    if options.memory_limit_bytes:
+        return options.memory_limit_bytes, f"--memory-limit {format_bytes(options.memory_limit_bytes)}"
+    return None

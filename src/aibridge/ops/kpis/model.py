@@ -55,14 +55,15 @@ class KpiReport:
     mode: Mode
     target: str
     metrics_url: str | None
+    """Where the metrics came from: the /metrics URL, or the Prometheus API base."""
     span_s: float
     """Seconds the measurements cover (0 for a snapshot, the range in Prometheus mode)."""
     kpis: list[KpiResult] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     latency_ms: list[float | None] = field(default_factory=list)
-    """Client-side /health latency per probe; None where the probe failed."""
+    """/health latency per probe (None: no answer); in Prometheus mode the server-side p95 per step."""
     memory_bytes: list[float] = field(default_factory=list)
-    """Resident memory per scrape."""
+    """Resident memory per scrape (per step in Prometheus mode)."""
     complete: bool = True
 
     @property

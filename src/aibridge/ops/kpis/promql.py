@@ -14,6 +14,7 @@ import httpx
 
 from aibridge.errors import TargetUnreachableError, UsageError
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
+from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
 from aibridge.ops.kpis.series import Buckets, is_error_status
 from aibridge.ops.kpis.units import format_bytes, format_seconds
@@ -98,6 +99,8 @@ class _PromJudge:
         self.r = promql_duration(options.range_s)
         self.sel = options.prometheus_selector
         self.counter = self._existing(options.request_counter, f"{options.request_counter}_total")
+        self.health_matcher: str | None = None
+        """Label matchers of the health route's histogram series, once :meth:`buckets` found the label."""
 
     def q(self, query: str) -> Vector:
         return self.prom.vector(query, self.now)
@@ -143,6 +146,7 @@ class _PromJudge:
         if label is None:
             return None, f"no {h}_count{{{self.sel}}} with a route label"
         matcher = f'{self.sel},{label}="{self.o.health_path}"'
+        self.health_matcher = matcher
         expr = f"sum by (le) (increase({h}_bucket{{{matcher}}}[{self.r}]))"
         counts = {float(lb["le"]): v for lb, v in self.q(expr) if "le" in lb}
         buckets = Buckets(counts, counts.get(math.inf, 0.0))
@@ -243,8 +247,6 @@ class _PromJudge:
 
 def prometheus_report(options: KpiOptions) -> KpiReport:
     """Judge every KPI from PromQL over ``options.range_s``."""
-    from aibridge.ops.kpis.runner import fallback_limit
-
     prom = PrometheusClient(options.prometheus_base, options.token, max(options.timeout_s, 30.0))
     try:
         j = _PromJudge(options, prom, fallback_limit(options))
@@ -255,11 +257,11 @@ def prometheus_report(options: KpiOptions) -> KpiReport:
         start = j.now - options.range_s
         rss = prom.series(f"max(process_resident_memory_bytes{{{j.sel}}})", start, j.now)
         report.memory_bytes = [v for v in rss if v is not None]
-        h, step = options.duration_histogram, promql_duration(max(60.0, options.range_s / 60))
-        p95 = f"histogram_quantile(0.95, sum by (le) (rate({h}_bucket{{{j.sel}}}[{step}])))"
-        report.latency_ms = [
-            v * 1000 if v is not None and math.isfinite(v) else None for v in prom.series(p95, start, j.now)
-        ]
+        if j.health_matcher is not None:
+            h, step = options.duration_histogram, promql_duration(max(60.0, options.range_s / 60))
+            p95 = f"histogram_quantile(0.95, sum by (le) (rate({h}_bucket{{{j.health_matcher}}}[{step}])))"
+            series = prom.series(p95, start, j.now)
+            report.latency_ms = [v * 1000 if v is not None and math.isfinite(v) else None for v in series]
         return report
     finally:
         prom.close()

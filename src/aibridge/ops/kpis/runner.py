@@ -11,23 +11,13 @@ import httpx
 from aibridge.errors import TargetUnreachableError
 from aibridge.ops.kpis.config import KpiOptions
 from aibridge.ops.kpis.judge import Observation, judge
-from aibridge.ops.kpis.limits import fly_memory_limit
+from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport
 from aibridge.ops.kpis.scrape import fetch_scrape, probe_health
-from aibridge.ops.kpis.units import format_bytes
 
-__all__ = ("check_kpis", "fallback_limit", "watch_kpis")
+__all__ = ("check_kpis", "watch_kpis")
 
 OnUpdate = Callable[[KpiReport], None]
-
-
-def fallback_limit(options: KpiOptions) -> tuple[int, str] | None:
-    """The limit used when the app exports none: fly.toml ``[[vm]]`` first, then ``--memory-limit``."""
-    if options.config_path:
-        return fly_memory_limit(options.config_path)
-    if options.memory_limit_bytes:
-        return options.memory_limit_bytes, f"--memory-limit {format_bytes(options.memory_limit_bytes)}"
-    return None
 
 
 def _observe(client: httpx.Client, options: KpiOptions, obs: Observation) -> None:
