@@ -407,3 +407,22 @@ async def test_b16_registered_snapshot_hides_other_agents_direct_messages(shared
     assert "private" not in payloads
     for ws in (wa, wb, wc):
         await ws.close()
+
+
+async def test_an_agent_that_does_not_read_stalls_nobody(tmp_path: Path) -> None:
+    with run_bridge(tmp_path) as bridge:
+        slow = await websockets.connect(bridge.ws_url, compression=None, max_queue=1)
+        await slow.send(json.dumps({"type": "register", "clientId": "slow"}))
+        assert (await recv(slow))["type"] == "registered"
+        fast, _ = await agent(bridge.ws_url, "fast")
+        sender, _ = await agent(bridge.ws_url, "sender")
+        batches, batch, blob = 60, 100, "x" * 8192  # ~50 MiB: more than the slow socket's buffers hold
+        for b in range(batches):
+            for i in range(batch):
+                await send_envelope(sender, payload={"i": b * batch + i, "blob": blob})
+            for i in range(batch):
+                frame = json.loads(await asyncio.wait_for(fast.recv(), 10))
+                assert frame["envelope"]["payload"]["i"] == b * batch + i
+        assert httpx.get(f"{bridge.url}/health").json()["status"] == "ok"
+        for ws in (slow, fast, sender):
+            await ws.close()

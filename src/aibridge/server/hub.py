@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ __all__ = (
     "CLOSE_EXPIRED",
     "CLOSE_REPLACED",
     "CLOSE_RESTART",
+    "CLOSE_SLOW",
     "CLOSE_UNAUTHORIZED",
     "Backplane",
     "Connection",
@@ -48,10 +49,15 @@ CLOSE_REPLACED = 4409
 CLOSE_EXPIRED = 4408
 """Nothing arrived from the agent within AI_BRIDGE_CLIENT_TTL_MS (mirrors HTTP 408)."""
 
+CLOSE_SLOW = 1013
+"""The agent left MAX_BACKLOG frames unread ("try again later")."""
+MAX_BACKLOG = 4096
+"""Frames held for an agent whose socket buffer is full before it is closed as too slow."""
+
 SNAPSHOT_SIZE = 10
 """Envelopes of history sent with ``registered``."""
 
-Send = Callable[[Any], Awaitable[None]]
+Send = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 class Backplane(Protocol):
@@ -74,9 +80,11 @@ class Connection:
     """One accepted WebSocket, registered (``agent_id`` set) or not yet."""
 
     __slots__ = (
+        "_drainer",
         "ack",
         "agent_id",
         "authenticated",
+        "backlog",
         "closed",
         "confirm",
         "connected_at",
@@ -101,28 +109,92 @@ class Connection:
         self.meta: dict[str, Any] = {}
         self.connected_at = now_iso()
         self.last_seen = time.time()
+        self.backlog: deque[str] | None = None
+        self._drainer: asyncio.Future[None] | None = None
 
     async def write(self, text: str) -> bool:
-        """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope)."""
+        """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope).
+
+        Never waits for a slow reader: when its socket buffer is full, the frame and the ones
+        after it wait in a bounded backlog drained by a task of their own, so one agent that
+        does not read cannot stall the agents sending to it (or a broadcast to everyone).
+        """
         if self.closed:
             return False
+        if self.backlog is not None:
+            if len(self.backlog) >= MAX_BACKLOG:
+                log.warning("closing %s (agent %s): it does not read its frames", self.peer, self.agent_id)
+                self.closed = True
+                self.backlog = None
+                return False
+            self.backlog.append(text)
+            return True
+        sending = self.send({"type": "websocket.send", "text": text})
         try:
-            await self.send({"type": "websocket.send", "text": text})
+            # Step the send by hand: it finishes at once unless the socket is paused for writing.
+            waiting = sending.send(None)
+        except StopIteration:
+            return True
         except Exception:
             self.closed = True
             return False
+        self.backlog = deque()
+        self._drainer = asyncio.ensure_future(self._drain_backlog(sending, waiting))
         return True
 
+    async def _drain_backlog(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
+        if not await _finish(sending, waiting):
+            self.closed = True
+        while self.backlog and not self.closed:
+            try:
+                await self.send({"type": "websocket.send", "text": self.backlog.popleft()})
+            except Exception:
+                self.closed = True
+        if self.closed and self.backlog is None:
+            with contextlib.suppress(Exception):
+                await self.send({"type": "websocket.close", "code": CLOSE_SLOW, "reason": "too slow"})
+        self.backlog = None
+        self._drainer = None
+
     async def close(self, code: int, reason: str) -> None:
+        """Send a close frame without waiting on a peer that does not read."""
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(Exception):
-            await self.send({"type": "websocket.close", "code": code, "reason": reason})
+        closing = self.send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            waiting = closing.send(None)
+        except BaseException:  # StopIteration (done) or the socket is already gone
+            return
+        task = asyncio.ensure_future(_finish(closing, waiting))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     def describe(self) -> dict[str, Any]:
         """The agent's meta as ``/agents`` and ``registered`` show it."""
         return {**self.meta, "lastSeen": _iso(self.last_seen)}
+
+
+_background: set[asyncio.Future[bool]] = set()
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> bool:
+    """Drive a coroutine that suspended on ``waiting`` to its end, as its Task would have."""
+    try:
+        while True:
+            try:
+                if waiting is None:  # a bare yield (sleep(0)): just let the loop run once
+                    await asyncio.sleep(0)
+                else:
+                    await waiting
+            except BaseException as exc:
+                waiting = coro.throw(exc)
+            else:
+                waiting = coro.send(None)
+    except StopIteration:
+        return True
+    except Exception:
+        return False
 
 
 def _iso(epoch: float) -> str:
@@ -134,6 +206,10 @@ class Routed:
     status: str
     """``delivered`` (written to the recipient's socket) or ``queued`` (kept for it)."""
     recipients: int
+
+
+_DELIVERED = Routed("delivered", 1)
+_QUEUED = Routed("queued", 0)
 
 
 class Hub:
@@ -317,16 +393,16 @@ class Hub:
                 if not target.ack:
                     await self.store.ack(to, (envelope["id"],))
                 self.events.envelope("delivered")
-                return Routed("delivered", 1)
+                return _DELIVERED
         elif self.backplane is not None:
             instance = await self.backplane.locate(to)
             if instance is not None:
                 # The shared store holds it until the other process's agent takes it.
                 await self.backplane.publish_direct(instance, envelope)
                 self.events.envelope("delivered")
-                return Routed("delivered", 1)
+                return _DELIVERED
         self.events.envelope("queued")
-        return Routed("queued", 0)
+        return _QUEUED
 
     async def deliver_remote(self, envelope: Envelope) -> None:
         """An envelope another process published to us: hand it to our local agents."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,8 @@ Envelope = dict[str, Any]
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
 _DELIVERY_HEAD = '{"type":"envelope","envelope":'
 
 
@@ -63,7 +64,8 @@ def encode(value: Any) -> str:
 def new_id() -> str:
     # A random (version 4) UUID without a getrandom() syscall per envelope: ids must be
     # unique, not secret (acks only ever touch the acking agent's own queue).
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    h = f"{random.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _IsoClock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -37,7 +37,7 @@ FRAME_OVERHEAD = 1024
 """Bytes allowed around an envelope in its frame; bigger frames are closed with 1009."""
 
 Receive = Callable[[], Awaitable[Any]]
-Send = Callable[[Any], Awaitable[None]]
+Send = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 def tokens_equal(given: str, expected: str) -> bool:

@@ -23,6 +23,9 @@ MAX_TASK_MEMBERS = 256
 """Most distinct intents or participants remembered per task (a task summary stays small)."""
 
 
+_NOTHING_DROPPED = AcceptResult()
+
+
 class _Queue:
     __slots__ = ("entries", "touched")
 
@@ -109,7 +112,7 @@ class MemoryStore:
             queue.touched = now
             self._queued_messages += 1
             self._queued_bytes += size
-        return AcceptResult(dropped=dropped)
+        return AcceptResult(dropped=dropped) if dropped else _NOTHING_DROPPED
 
     def _forget(self, size: int) -> None:
         self._queued_messages -= 1
