@@ -120,3 +120,27 @@ def test_exit_code_prefers_fail_over_cannot_tell_and_json_round_trips() -> None:
 
     data = json.loads(report.to_json())
     assert data["exit_code"] == 1 and [k["verdict"] for k in data["kpis"]] == ["pass", "cannot tell", "fail"]
+
+
+def test_urls_and_selectors_derived_from_the_options() -> None:
+    from aibridge.ops.kpis import KpiOptions
+
+    plain = KpiOptions(url="http://127.0.0.1:8080")
+    assert plain.health_url == "http://127.0.0.1:8080/health" and plain.health_path == "/health"
+    assert plain.resolved_metrics_url == "http://127.0.0.1:9091/metrics"
+    custom = KpiOptions(url="https://[::1]:8443/healthz", health_route="/healthz")
+    assert (
+        custom.health_url == "https://[::1]:8443/healthz"
+        and custom.resolved_metrics_url == "http://[::1]:9091/metrics"
+    )
+    fly = KpiOptions(url="https://my-app.fly.dev", prometheus="fly", org="acme")
+    assert fly.prometheus_base == "https://api.fly.io/prometheus/acme"
+    assert fly.prometheus_selector == 'app="my-app"'
+    local = KpiOptions(
+        url="http://127.0.0.1:8080", metrics_url="http://127.0.0.1:9200/metrics", prometheus="http://p:9090/"
+    )
+    assert (
+        local.prometheus_base == "http://p:9090" and local.prometheus_selector == 'instance="127.0.0.1:9200"'
+    )
+    chosen = KpiOptions(url="http://x", prometheus="http://p", selector='{job="bridge"}')
+    assert chosen.prometheus_selector == 'job="bridge"'
