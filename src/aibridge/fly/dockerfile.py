@@ -140,6 +140,8 @@ def parse_dockerfile(text: str, file: str = "Dockerfile") -> DockerfileModel:
     model = DockerfileModel(file, text, [], {}, [])
     names: dict[str, Stage] = {}
     for command in commands:
+        if not command.cmd:  # a line holding only a continuation backslash: no instruction at all
+            continue
         instruction = Instruction(
             command.cmd.upper(),
             command.flags,
