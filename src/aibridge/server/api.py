@@ -73,8 +73,9 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         if hub.draining:
             return Response(b'{"status":"draining"}', status_code=503, media_type=_JSON)
         stats = store.stats()
+        backplane = hub.backplane
         body = {
-            "status": "ok",
+            "status": "ok" if backplane is None or backplane.healthy else "degraded",
             "timestamp": clock.iso(now),
             "uptime": int(time.monotonic() - hub.started),
             "version": __version__,

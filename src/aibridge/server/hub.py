@@ -37,6 +37,7 @@ __all__ = (
     "Backplane",
     "Connection",
     "Hub",
+    "RemoteMessage",
     "Routed",
 )
 
@@ -61,19 +62,34 @@ Send = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 class Backplane(Protocol):
-    """Cross-process presence and delivery (the Redis backplane implements it).
+    """Cross-process presence and delivery (``backplane.RedisBackplane`` implements it).
 
-    The hub announces agents it holds, withdraws them when they leave, refreshes presence on
-    every sweep, asks where an absent recipient is, and publishes to the process holding it.
-    Envelopes published by other processes come back through :meth:`Hub.deliver_remote`.
+    The hub announces agents it holds and withdraws them when they leave (the backplane keeps
+    presence fresh itself), asks where an absent recipient is, and publishes to the process
+    holding it. What other processes publish comes back through :meth:`Hub.on_remote`, which
+    the runner passes to the backplane's ``start``.
     """
 
+    @property
+    def healthy(self) -> bool: ...
     async def announce(self, agent_id: str) -> None: ...
     async def withdraw(self, agent_id: str) -> None: ...
-    async def refresh(self, agent_ids: Sequence[str]) -> None: ...
     async def locate(self, agent_id: str) -> str | None: ...
-    async def publish_direct(self, instance: str, envelope: Envelope) -> None: ...
-    async def publish_broadcast(self, envelope: Envelope, exclude_from: str) -> None: ...
+    async def publish_direct(self, instance: str, envelope: Envelope) -> bool: ...
+    async def publish_broadcast(self, envelope: Envelope, exclude_from: str | None) -> None: ...
+
+
+class RemoteMessage(Protocol):
+    """What a backplane hands the hub: ``direct``/``broadcast`` envelopes, or a ``claimed`` id."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def envelope(self) -> Envelope: ...
+    @property
+    def exclude_from(self) -> str | None: ...
+    @property
+    def agent_id(self) -> str | None: ...
 
 
 class Connection:
@@ -396,26 +412,30 @@ class Hub:
                 return _DELIVERED
         elif self.backplane is not None:
             instance = await self.backplane.locate(to)
-            if instance is not None:
-                # The shared store holds it until the other process's agent takes it.
-                await self.backplane.publish_direct(instance, envelope)
+            # The shared store holds it until the other process's agent takes it.
+            if instance is not None and await self.backplane.publish_direct(instance, envelope):
                 self.events.envelope("delivered")
                 return _DELIVERED
         self.events.envelope("queued")
         return _QUEUED
 
-    async def deliver_remote(self, envelope: Envelope) -> None:
-        """An envelope another process published to us: hand it to our local agents."""
-        text = encode(envelope)
-        frame = delivery_frame(text)
+    async def on_remote(self, message: RemoteMessage) -> None:
+        """What another process published: deliver to our agents, or let go of a claimed id."""
+        if message.kind == "claimed":
+            conn = self.agents.pop(message.agent_id or "", None)
+            if conn is not None:  # newest registration wins across machines too
+                await conn.close(CLOSE_REPLACED, "clientId registered by a newer connection")
+            return
+        envelope = message.envelope
+        frame = delivery_frame(encode(envelope))
         to = envelope.get("to")
         if to is None:
-            sender = envelope.get("from")
             for agent_id, conn in list(self.agents.items()):
-                if agent_id != sender and not conn.replaying:
+                if agent_id != message.exclude_from and not conn.replaying:
                     await conn.write(frame)
             return
         target = self.agents.get(to)
+        # A replaying agent picks it up from the shared queue; others ack it as delivered.
         if target is not None and not target.replaying and await target.write(frame) and not target.ack:
             await self.store.ack(to, (envelope["id"],))
 
@@ -429,5 +449,3 @@ class Hub:
             await self._unregister(conn)
             await conn.close(CLOSE_EXPIRED, "idle timeout")
         await self.store.expire_queues(self.config.queue_ttl_ms, keep=list(self.agents))
-        if self.backplane is not None and self.agents:
-            await self.backplane.refresh(list(self.agents))
