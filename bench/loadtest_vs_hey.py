@@ -7,6 +7,7 @@ The server is a real ``aibridge serve`` (its ``/health``) on a free loopback por
 Each round runs hey, then ``aibridge loadtest``, then ``aibridge loadtest --workers 2``, alternating
 so that drift on a shared machine hits all three alike; the median round is reported. The target
 is a ratio of at least 0.8 (reference/performance.md: aiohttp reached 0.82 × hey, httpx 0.1 ×).
+The last column, client CPU time per request, stays meaningful when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -40,6 +42,15 @@ class Figures:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float
+    """Client CPU time (user + system) per request, start-up included: robust to a busy machine."""
+    run_cpu_us: float
+    """The same for the measured phase only (aibridge's own figure; hey's start-up is negligible)."""
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
@@ -76,9 +87,11 @@ def run_hey(url: str, requests: int, concurrency: int) -> Figures:
     hey = shutil.which("hey")
     if hey is None:
         raise SystemExit("hey is not installed (scripts/install-system-deps installs it)")
+    cpu_before = _children_cpu_s()
     out = subprocess.run(
         [hey, "-n", str(requests), "-c", str(concurrency), url], capture_output=True, text=True, check=True
     ).stdout
+    cpu_us = (_children_cpu_s() - cpu_before) / requests * 1e6
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"50%+ in ([\d.]+) secs", out)
     p99 = re.search(r"99%+ in ([\d.]+) secs", out)
@@ -86,20 +99,25 @@ def run_hey(url: str, requests: int, concurrency: int) -> Figures:
         raise RuntimeError(f"cannot read hey's output:\n{out}")
     if re.search(r"\[(?!200\])\d{3}\]\s+\d+ responses", out):
         print(f"  warning: hey saw non-200 responses:\n{out}")
-    return Figures(float(rps.group(1)), float(p50.group(1)) * 1000, float(p99.group(1)) * 1000)
+    return Figures(
+        float(rps.group(1)), float(p50.group(1)) * 1000, float(p99.group(1)) * 1000, cpu_us, cpu_us
+    )
 
 
 def run_aibridge(url: str, requests: int, concurrency: int, workers: int) -> Figures:
     cmd = [sys.executable, "-m", "aibridge", "loadtest", url, "-n", str(requests), "-c", str(concurrency)]
     cmd += ["--workers", str(workers), "--format", "json"]
+    cpu_before = _children_cpu_s()
     result = subprocess.run(cmd, capture_output=True, text=True)
+    cpu_us = (_children_cpu_s() - cpu_before) / requests * 1e6
     if result.returncode != 0:
         raise RuntimeError(f"aibridge loadtest failed ({result.returncode}): {result.stderr}")
     report = json.loads(result.stdout)
     for warning in report["warnings"]:
         print(f"  aibridge warning: {warning}")
     latency = report["metrics"]["latency_ms"]
-    return Figures(report["metrics"]["requests_per_sec"], latency["p50"], latency["p99"])
+    run_cpu_us = sum(w["cpu_s"] for w in report["workers"]) / report["summary"]["requests"] * 1e6
+    return Figures(report["metrics"]["requests_per_sec"], latency["p50"], latency["p99"], cpu_us, run_cpu_us)
 
 
 def main() -> int:
@@ -127,14 +145,17 @@ def main() -> int:
                 + ", ".join(f"{k} {v[-1].rps:,.0f}" for k, v in runs.items())
             )
     hey_rps = statistics.median(f.rps for f in runs["hey"])
-    print(f"\n{'tool':<22} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× hey':>7}")
+    header = ("tool", "req/s", "p50 ms", "p99 ms", "× hey", "CPU µs/req", "in run")
+    print("\n{:<22} {:>10} {:>8} {:>8} {:>7} {:>11} {:>7}".format(*header))
     ok = True
     for name, figures in runs.items():
         rps = statistics.median(f.rps for f in figures)
         p50 = statistics.median(f.p50_ms for f in figures)
         p99 = statistics.median(f.p99_ms for f in figures)
+        cpu = statistics.median(f.cpu_us for f in figures)
+        run_cpu = statistics.median(f.run_cpu_us for f in figures)
         ratio = rps / hey_rps
-        print(f"{name:<22} {rps:>10,.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>7.2f}")
+        print(f"{name:<22} {rps:>10,.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>7.2f} {cpu:>11.1f} {run_cpu:>7.1f}")
         if name == "aibridge" and ratio < TARGET_RATIO:
             ok = False
     verdict = "meets" if ok else "MISSES"
