@@ -99,6 +99,10 @@ def test_load_fly_config_gives_the_values_others_read(tmp_path: Path) -> None:
     assert config.kill_timeout_s == 10.0
     arrays = load_fly_config(FIXTURES / "valid_arrays.toml")
     assert (arrays.internal_port, arrays.memory_mb, arrays.kill_timeout_s) == (8080, 1024, 30.0)
+    canonical = load_fly_config(FIXTURES / "valid_arrays_canonical.toml")
+    assert canonical.processes == {"app": "python -m app"}
+    assert [m.destination for m in canonical.mounts] == ["/data", "/scratch"]
+    assert canonical.health_check_path == "/health" and canonical.memory_mb == 256
     preset = tmp_path / "fly.toml"
     preset.write_text('app = "x"\n[[vm]]\nsize = "shared-cpu-2x"\n')
     assert load_fly_config(preset).memory_mb == 512

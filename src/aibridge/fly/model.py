@@ -278,6 +278,13 @@ def normalise(data: dict[str, Any]) -> FlyConfig:
     processes = data.get("processes")
     if isinstance(processes, dict):
         cfg.processes = {k: v for k, v in processes.items() if isinstance(v, str)}
+    elif isinstance(processes, list):  # the legacy [[processes]] name/command form
+        items = [p for p in processes if isinstance(p, dict)]
+        cfg.processes = {
+            p["name"]: p["command"]
+            for p in items
+            if isinstance(p.get("name"), str) and isinstance(p.get("command"), str)
+        }
     http = data.get("http_service")
     if isinstance(http, dict):
         cfg.http_service = _service(("http_service",), http)
