@@ -60,6 +60,8 @@ def test_snapshot_judges_only_what_one_scrape_can_show(app: KpiApp) -> None:
     assert "since process start" in report.kpi("error_rate").how
     assert "server since start" in report.kpi("health_latency").measured
     assert report.exit_code == 3  # a snapshot never passes silently
+    every = next(m for m in report.measurements if m.name == "all requests")
+    assert every.measured.startswith("100.00 % ≤ 500 ms (") and "since process start" in every.how
 
 
 def test_window_with_healthy_app_passes_every_kpi(app: KpiApp) -> None:
@@ -99,6 +101,8 @@ def test_slow_health_fails_latency_on_both_sides(app: KpiApp) -> None:
     assert latency.verdict is Verdict.FAIL
     assert latency.value is not None and latency.value >= 0.6
     assert "server: 0.00 % ≤ 500 ms (exact" in latency.measured
+    every = next(m for m in report.measurements if m.name == "all requests")
+    assert every.measured.startswith("0.00 % ≤ 500 ms (") and "over the window" in every.how
     assert report.kpi("uptime").verdict is Verdict.PASS  # slow is not down
 
 

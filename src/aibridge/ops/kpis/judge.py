@@ -91,15 +91,16 @@ class _Judge:
         measured = f"{pct:.2f} % ({up}/{len(probes)} probes)"
         return KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
 
-    def server_buckets(self) -> Buckets | None:
+    def server_buckets(self, *, all_routes: bool = False) -> Buckets | None:
+        """The duration histogram of the health route (or every route) over the window or lifetime."""
         series = [lb for s in self.obs.scrapes for lb, _ in s.series(f"{self.o.duration_histogram}_count")]
         label = detect_label(series, self.o.route_label, ROUTE_LABELS)
-        if label is None or self.last is None:
+        if (label is None and not all_routes) or self.last is None:
             return None
         route = self.o.health_path
 
         def keep(labels: Mapping[str, str]) -> bool:
-            return labels.get(label) == route
+            return all_routes or (label is not None and labels.get(label) == route)
 
         if self.window:
             buckets = histogram_increase(self.obs.scrapes, self.o.duration_histogram, keep)
@@ -236,6 +237,15 @@ class _Judge:
             out.append(
                 Measurement("latency (server)", " · ".join(parts), "bucket-interpolated (histogram_quantile)")
             )
+        every = self.server_buckets(all_routes=True)
+        if every is not None:
+            limit = self.o.thresholds["health_latency"].limit
+            low, high, _, _ = every.share_within(limit)
+            share = f"{low * 100:.2f} %" if low == high else f"{low * 100:.1f}–{high * 100:.1f} %"
+            scope = "over the window" if self.window else "since process start"
+            how = f"{self.o.duration_histogram}, every route, {scope}"
+            measured = f"{share} ≤ {format_seconds(limit)} ({every.total:.0f} req)"
+            out.append(Measurement("all requests", measured, how, low * 100))
         return out
 
 
