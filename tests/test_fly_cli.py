@@ -177,6 +177,13 @@ def test_sarif_output_is_what_github_reads(project: Path) -> None:
         assert rules[item["ruleIndex"]] == item["ruleId"]
     levels = {r["ruleId"]: r["level"] for r in run["results"]}
     assert levels == {"FLY002": "error", "FLY004": "warning", "IGN101": "warning"}
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]}
+    assert uris == {"fly.toml", ".dockerignore"}
+    absolute = json.loads(runner.invoke(app, ["validate", str(project), "-f", "sarif"]).output)
+    assert {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        for r in absolute["runs"][0]["results"]
+    } == uris
     ign = next(r for r in run["results"] if r["ruleId"] == "IGN101")
     assert ign["locations"][0]["physicalLocation"]["region"]["startLine"] == 1
 

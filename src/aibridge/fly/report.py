@@ -89,6 +89,17 @@ def render_json(report: Report) -> str:
     return json.dumps(_as_dict(report), indent=2, ensure_ascii=False)
 
 
+def _uri(file: str) -> str:
+    """A repository-relative URI when the file is under the working directory (what GitHub expects)."""
+    path = Path(file)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            return path.as_uri()
+    return path.as_posix()
+
+
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
@@ -115,7 +126,7 @@ def render_sarif(report: Report) -> str:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": Path(f.file).as_posix()},
+                        "artifactLocation": {"uri": _uri(f.file)},
                         "region": {"startLine": max(1, f.line), "startColumn": max(1, f.column)},
                     }
                 }
