@@ -85,7 +85,7 @@ def test_promql_mode_judges_the_range(app: KpiApp, traffic: None, prometheus: Pr
     assert errors is not None and 2 < errors < 8  # 1 in 10 of /work, half of all requests
     assert "exact" in report.kpi("health_latency").measured
     assert "aibridge_memory_limit_bytes" in report.kpi("memory").how
-    assert {m.name for m in report.measurements} >= {"throughput", "cpu", "latency (server)"}
+    assert {m.name for m in report.measurements} >= {"throughput", "cpu", "latency (server)", "all requests"}
     assert report.memory_bytes  # the RSS trend for the sparkline, from query_range
     assert any(v is not None and v < 500 for v in report.latency_ms)  # the /health p95 trend
     assert report.exit_code == 1

@@ -242,6 +242,17 @@ class _PromJudge:
             out.append(
                 Measurement("latency (server)", " · ".join(parts), "bucket-interpolated (histogram_quantile)")
             )
+        h, limit = self.o.duration_histogram, self.o.thresholds["health_latency"].limit
+        counts = {
+            float(lb["le"]): v
+            for lb, v in self.q(f"sum by (le) (increase({h}_bucket{{{self.sel}}}[{self.r}]))")
+        }
+        every = Buckets(counts, counts.get(math.inf, 0.0))
+        if every.total > 0:
+            low, high, _, _ = every.share_within(limit)
+            share = f"{low * 100:.2f} %" if low == high else f"{low * 100:.1f}–{high * 100:.1f} %"
+            measured = f"{share} ≤ {format_seconds(limit)} (≈{every.total:.0f} req)"
+            out.append(Measurement("all requests", measured, f"{h} bucket ratio, every route", low * 100))
         return out
 
 
