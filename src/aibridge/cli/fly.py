@@ -26,9 +26,12 @@ class OutputFormat(enum.StrEnum):
 )
 def init(
     app_name: Annotated[
-        str | None, typer.Option("--app", help="Fly app name [default: existing, else dir name].")
+        str | None,
+        typer.Option("--app", help="Fly app name (default: the existing one, else the directory name)."),
     ] = None,
-    region: Annotated[str | None, typer.Option(help="Primary region [default: existing, else sjc].")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Primary region (default: the existing one, else sjc).")
+    ] = None,
     memory: Annotated[int, typer.Option(help="VM memory in MB (multiple of 256).")] = 512,
     asgi: Annotated[
         str | None, typer.Option(help="Serve any ASGI app MODULE:APP with uvicorn instead of the bridge.")
@@ -68,11 +71,15 @@ def init(
 )
 def validate(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Project directories or files [default: current directory].")
+        list[Path] | None,
+        typer.Argument(help="Project directories or files (default: the current directory)."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="The fly.toml to check.")] = None,
     dockerfile: Annotated[
-        Path | None, typer.Option(help="The Dockerfile [default: from [build], else next to fly.toml].")
+        Path | None,
+        typer.Option(
+            help="The Dockerfile (default: the one \\[build] names, else the one next to fly.toml)."
+        ),
     ] = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
