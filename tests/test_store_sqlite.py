@@ -5,8 +5,10 @@ stays bounded, and a data directory it cannot use gives a clear ``StoreError``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -192,3 +194,29 @@ async def test_history_limit_lowered_between_runs_prunes_at_open(tmp_path: Path,
     again = await open_store(history_limit=10)
     assert again.stats().history_size == 10
     assert [e["id"] for e in await again.history(100)] == [str(i) for i in range(40, 50)]
+
+
+def _rows(data_dir: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / DB_NAME)) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_nowait_writes_commit_together_and_durable_waits_for_them(
+    tmp_path: Path, open_store: Opener
+) -> None:
+    data_dir = tmp_path / "data"
+    store = await open_store(commit_window_ms=0)
+    sent = [{"id": f"e{i}", "from": "a", "to": "b"} for i in range(300)]
+    for env in sent:
+        store.accept_nowait(env, 40, ["b"])
+    for env in sent[:200]:  # delivered and acked before their commit: never written to the queue
+        assert store.ack_nowait("b", [env["id"]]) == 1
+    assert store.stats().queued_messages == 100, "counted at once"
+    assert _rows(data_dir, "history") == 0, "nothing is committed before the loop moves on"
+    await store.durable()
+    assert _rows(data_dir, "history") == 300
+    assert _rows(data_dir, "queue") == 100
+    await store.close()
+    again = await open_store()
+    assert [e["id"] for e in await again.pending("b")] == [e["id"] for e in sent[200:]]
+    assert again.stats().queued_messages == 100

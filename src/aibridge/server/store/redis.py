@@ -44,15 +44,15 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
-def connect(url: str, max_connections: int = 32) -> aioredis.Redis:
+def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client for ``url`` (redis:// or rediss://) with bounded timeouts, so a lost Redis fails fast.
 
-    The pool blocks (up to 5 s) instead of failing when every connection is busy: a burst of
-    concurrent accepts queues for a connection rather than erroring.
+    The pool blocks (up to 20 s) instead of failing when every connection is busy: a burst of
+    concurrent accepts waits for a connection rather than erroring.
     """
     try:
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=5, socket_connect_timeout=3, socket_timeout=5
+            url, max_connections=max_connections, timeout=20, socket_connect_timeout=3, socket_timeout=5
         )
     except ValueError as exc:
         raise StoreError(f"AI_BRIDGE_REDIS_URL={redact_url(url)}: {exc}") from None
