@@ -217,3 +217,21 @@ def test_watch_repeats_snapshots_and_returns_the_last(app: KpiApp) -> None:
     last = watch_kpis(options(app, window_s=0, interval_s=0.1), seen.append, runs=3)
     assert len(seen) == 3 and last is seen[-1]
     assert all(r.mode == "snapshot" for r in seen)
+
+
+def test_without_a_startup_gauge_a_restart_in_the_window_is_timed(tmp_path: Path) -> None:
+    with run_kpi_app("--startup", "none", "--memory-limit", str(512 * MiB)) as app:
+        steps: list[str] = []
+
+        def restart(report: KpiReport) -> None:
+            if len(report.latency_ms) == 2 and not steps:
+                app.stop()
+                app.start()  # returns once /health answers: the next probe is the first good one
+                steps.append("restarted")
+
+        report = check_kpis(options(app, window_s=1.0, interval_s=0.25), on_update=restart)
+    startup = report.kpi("startup")
+    assert steps == ["restarted"]
+    assert startup.verdict is Verdict.PASS, startup
+    assert startup.value is not None and 0 < startup.value < 30
+    assert "restart seen" in startup.how and "clocks assumed in sync" in startup.how

@@ -6,11 +6,12 @@ everything that needs time is "cannot tell", never a silent pass (anchors.md §4
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
-from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
+from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement, Verdict
 from aibridge.ops.kpis.scrape import Probe, Scrape, detect_label
 from aibridge.ops.kpis.series import (
     START_TIME,
@@ -197,13 +198,45 @@ class _Judge:
         t = self.o.thresholds["startup"]
         values = [v for s in self.obs.scrapes if (v := s.gauge(self.o.startup_metric)) is not None]
         if not values:
-            how = f"app exports no {self.o.startup_metric}; a start timestamp is not time-to-ready"
-            return cannot_tell("startup", t, "not exported", how)
+            return self.observed_startup()
         worst = max(values)
         how = f"app's {self.o.startup_metric} (process start → ready); worst seen"
         return KpiResult(
             "startup", t.describe("startup"), verdict_below(worst, t), format_seconds(worst), how, worst
         )
+
+    def observed_startup(self) -> KpiResult:
+        """Without the app's gauge, time a restart seen in the window: new process start → first 2xx.
+
+        The start time comes from the app's clock and the probes from ours, so this assumes the
+        clocks agree (true on one host, usually within milliseconds with NTP). It is a bound, not a
+        point: ready after the last failed probe, and before the first good one answered.
+        """
+        t = self.o.thresholds["startup"]
+        bounds: list[tuple[float, float]] = []
+        for before, after in itertools.pairwise(self.obs.scrapes):
+            old, new = before.gauge(START_TIME), after.gauge(START_TIME)
+            if old is None or new is None or old == new:
+                continue
+            ready = next((p for p in self.obs.probes if p.ok and p.at >= new), None)
+            if ready is None:
+                continue
+            failed = [p.at for p in self.obs.probes if not p.ok and new <= p.at < ready.at]
+            bounds.append((max(failed, default=new) - new, ready.at + (ready.latency_s or 0.0) - new))
+        if not bounds:
+            how = (
+                f"app exports no {self.o.startup_metric} and no restart was seen in the window; "
+                "a start timestamp alone is not time-to-ready"
+            )
+            return cannot_tell("startup", t, "not exported", how)
+        lower, upper = max(bounds, key=lambda b: b[1])
+        how = "restart seen: process_start_time_seconds → first 2xx probe (clocks assumed in sync)"
+        measured = f"{format_seconds(lower)}–{format_seconds(upper)}"
+        if upper < t.limit:
+            return KpiResult("startup", t.describe("startup"), Verdict.PASS, measured, how, upper)
+        if lower >= t.limit:
+            return KpiResult("startup", t.describe("startup"), Verdict.FAIL, measured, how, lower)
+        return cannot_tell("startup", t, measured, how + "; the bound straddles the target")
 
     def measurements(self) -> list[Measurement]:
         out: list[Measurement] = []
