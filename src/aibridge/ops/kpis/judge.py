@@ -6,7 +6,6 @@ everything that needs time is "cannot tell", never a silent pass (anchors.md §4
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from aibridge.ops.kpis.series import (
     is_error_status,
     lifetime_buckets,
     nearest_rank,
+    restart_startup_bounds,
     restarts,
 )
 from aibridge.ops.kpis.units import format_bytes, format_seconds
@@ -213,16 +213,7 @@ class _Judge:
         point: ready after the last failed probe, and before the first good one answered.
         """
         t = self.o.thresholds["startup"]
-        bounds: list[tuple[float, float]] = []
-        for before, after in itertools.pairwise(self.obs.scrapes):
-            old, new = before.gauge(START_TIME), after.gauge(START_TIME)
-            if old is None or new is None or old == new:
-                continue
-            ready = next((p for p in self.obs.probes if p.ok and p.at >= new), None)
-            if ready is None:
-                continue
-            failed = [p.at for p in self.obs.probes if not p.ok and new <= p.at < ready.at]
-            bounds.append((max(failed, default=new) - new, ready.at + (ready.latency_s or 0.0) - new))
+        bounds = restart_startup_bounds(self.obs.scrapes, self.obs.probes)
         if not bounds:
             how = (
                 f"app exports no {self.o.startup_metric} and no restart was seen in the window; "

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aibridge.ops.kpis.scrape import Scrape
+from aibridge.ops.kpis.scrape import Probe, Scrape
 
 __all__ = (
     "Buckets",
@@ -16,6 +16,7 @@ __all__ = (
     "histogram_increase",
     "is_error_status",
     "nearest_rank",
+    "restart_startup_bounds",
     "restarts",
 )
 
@@ -129,3 +130,21 @@ def nearest_rank(values: Sequence[float], q: float) -> float:
     """The nearest-rank quantile: a value that was really observed, never interpolated."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def restart_startup_bounds(scrapes: Sequence[Scrape], probes: Sequence[Probe]) -> list[tuple[float, float]]:
+    """For each restart between scrapes: (lower, upper) seconds from the new process start to ready.
+
+    Ready came after the last failed probe since the start, and before the first 2xx answered.
+    """
+    bounds: list[tuple[float, float]] = []
+    for before, after in itertools.pairwise(scrapes):
+        old, new = before.gauge(START_TIME), after.gauge(START_TIME)
+        if old is None or new is None or old == new:
+            continue
+        ready = next((p for p in probes if p.ok and p.at >= new), None)
+        if ready is None:
+            continue
+        failed = [p.at for p in probes if not p.ok and new <= p.at < ready.at]
+        bounds.append((max(failed, default=new) - new, ready.at + (ready.latency_s or 0.0) - new))
+    return bounds
