@@ -177,6 +177,12 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     assert [c for _, c, _ in codes(report)] == ["IGN101"] and report.findings[0].line == 0
 
 
+def test_dockerfile_named_in_build_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "fly.toml").write_text('app = "x"\n[build]\n  dockerfile = "docker/Dockerfile"\n')
+    (finding,) = validate_project(tmp_path / "fly.toml").findings
+    assert (finding.code, finding.severity, finding.line) == ("DKR002", Severity.WARNING, 3)
+
+
 def test_prebuilt_image_needs_no_dockerfile(tmp_path: Path) -> None:
     (tmp_path / "fly.toml").write_text(
         'app = "x"\n[build]\nimage = "nginx:1.27"\n[http_service]\ninternal_port = 80\n'

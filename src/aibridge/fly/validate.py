@@ -114,8 +114,14 @@ def validate_project(
     docker_path = dockerfile or _dockerfile_path(config, doc)
     model: DockerfileModel | None = None
     if docker_path is not None and dockerfile is None and not docker_path.exists():
-        message = f"no Dockerfile at {docker_path} and [build] sets no image or builder"
-        findings.append(finding("DKR002", str(config), (1, 1), message))
+        if doc is not None and doc.config.dockerfile:
+            # A warning, not an error: fly.toml may be checked on its own, away from its project.
+            where = doc.locator.find(("build", "dockerfile"))
+            message = f"[build] dockerfile = {doc.config.dockerfile!r}: no such file ({docker_path})"
+            findings.append(finding("DKR002", str(config), where, message))
+        else:
+            message = f"no Dockerfile at {docker_path} and [build] sets no image or builder"
+            findings.append(finding("DKR002", str(config), (1, 1), message))
     elif docker_path is not None:
         model = _dockerfile(docker_path, target, texts, findings)
         _ignore(dockerignore or _ignore_path(config, doc), dockerignore is not None, texts, findings)
