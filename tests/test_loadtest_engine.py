@@ -81,6 +81,13 @@ def test_first_request_is_reported_apart(target: LoadTarget) -> None:
     assert report.to_json()["first_request"]["counted"] is True
 
 
+def test_a_single_request_is_still_measured(target: LoadTarget) -> None:
+    report = run_loadtest(LoadTestOptions(f"{target.url}/one", requests=1, slos=parse_slos("p95<1s")))
+    assert report.requests == 1 and report.latency.count == 1
+    assert report.verdict is not None and report.verdict.passed
+    assert target.stats()["handled"] == 1
+
+
 def test_warmup_requests_are_sent_but_not_counted(target: LoadTarget) -> None:
     report = run_loadtest(LoadTestOptions(f"{target.url}/w", requests=100, concurrency=5, warmup=20))
     assert target.stats()["handled"] == 120

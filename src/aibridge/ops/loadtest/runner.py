@@ -118,6 +118,8 @@ def _build(
     options: LoadTestOptions, started_at: datetime, first: FirstRequest, results: list[WorkerResult]
 ) -> LoadTestReport:
     latency, service = merge_results(results)
+    if not latency.count and options.warmup == 0 and first.status is not None:
+        latency.record(first.latency_ms / 1000)  # -n 1: the first request is the only sample there is
     statuses: dict[int, int] = {}
     errors: dict[str, int] = {}
     examples: dict[str, str] = {}
