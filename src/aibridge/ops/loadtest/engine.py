@@ -90,7 +90,7 @@ def classify(error: BaseException) -> ErrorKind:
 
 def describe(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorError):
-        reason = error.os_error.strerror or str(error.os_error) or "refused"
+        reason = error.os_error.strerror or str(error.os_error) or str(error)
         return f"cannot connect to {error.host}:{error.port}: {reason.lower()}"
     text = str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}"[:300]
