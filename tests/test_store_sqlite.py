@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -220,3 +221,12 @@ async def test_nowait_writes_commit_together_and_durable_waits_for_them(
     again = await open_store()
     assert [e["id"] for e in await again.pending("b")] == [e["id"] for e in sent[200:]]
     assert again.stats().queued_messages == 100
+
+
+async def test_accept_takes_the_json_text_the_caller_already_has(open_store: Opener) -> None:
+    store = await open_store()
+    env = {"id": "e1", "from": "a", "to": "b", "payload": {"text": "déjà vu"}}
+    text = json.dumps(env, ensure_ascii=False)
+    await store.accept(env, len(text), ["b"], text=text)
+    assert await store.pending("b") == [env]
+    assert await store.history(1) == [env]

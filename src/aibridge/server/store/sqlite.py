@@ -169,13 +169,20 @@ class SqliteStore:
                 else:
                     future.set_exception(error)
 
-    async def accept(self, envelope: Envelope, size: int, queue_for: Sequence[str] = ()) -> AcceptResult:
-        result = self.accept_nowait(envelope, size, queue_for)
+    async def accept(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str] = (), *, text: str | None = None
+    ) -> AcceptResult:
+        result = self.accept_nowait(envelope, size, queue_for, text=text)
         await self.durable()
         return result
 
-    def accept_nowait(self, envelope: Envelope, size: int, queue_for: Sequence[str] = ()) -> AcceptResult:
-        """:meth:`accept`, returning once recorded and counted, before the commit."""
+    def accept_nowait(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str] = (), *, text: str | None = None
+    ) -> AcceptResult:
+        """:meth:`accept`, returning once recorded and counted, before the commit.
+
+        ``text``: the envelope's JSON when the caller has it already (saves encoding it again).
+        """
         config = self._config
         recipients = list(dict.fromkeys(queue_for)) if len(queue_for) > 1 else queue_for
         if recipients:
@@ -186,7 +193,7 @@ class SqliteStore:
                 raise QueueFullError(
                     f"offline queues are full (AI_BRIDGE_MAX_QUEUED_BYTES={config.max_queued_bytes})"
                 )
-        body = _encode(envelope)
+        body: str | bytes = _encode(envelope) if text is None else text
         self._hseq += 1
         seq = self._hseq
         get = envelope.get
@@ -228,7 +235,7 @@ class SqliteStore:
         recipients: Sequence[str],
         entry_id: str,
         size: int,
-        body: bytes,
+        body: str | bytes,
     ) -> int:
         now = _now_ms()
         dropped = 0
@@ -253,7 +260,7 @@ class SqliteStore:
         return dropped
 
     def _index_task(
-        self, task_id: str, seq: int, envelope: Envelope, body: bytes
+        self, task_id: str, seq: int, envelope: Envelope, body: str | bytes
     ) -> tuple[tuple[Any, ...], tuple[str, int] | None]:
         evicted = None
         task = self._tasks.get(task_id)
