@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -144,3 +145,37 @@ def test_urls_and_selectors_derived_from_the_options() -> None:
     )
     chosen = KpiOptions(url="http://x", prometheus="http://p", selector='{job="bridge"}')
     assert chosen.prometheus_selector == 'job="bridge"'
+
+
+@pytest.mark.parametrize(
+    ("toml", "megabytes"),
+    [
+        ('app = "x"\n', 256),  # no [[vm]]: Fly's default shared-cpu-1x
+        ('[[vm]]\nsize = "shared-cpu-4x"\n', 1024),
+        ('[vm]\nmemory = "1gb"\n', 1024),
+        ("[[vm]]\nmemory = 512\nmemory_mb = 2048\n", 2048),
+        ('[[vm]]\nprocesses = ["worker"]\nmemory = 4096\n[[vm]]\nmemory = "768mb"\n', 768),
+    ],
+)
+def test_minimal_fly_toml_reader_follows_flyctl_precedence(tmp_path: Path, toml: str, megabytes: int) -> None:
+    """The reader used when aibridge.fly.model is not installed: preset, then memory, then memory_mb."""
+    from aibridge.ops.kpis.limits import _parse_minimally
+
+    path = tmp_path / "fly.toml"
+    path.write_text(toml)
+    assert _parse_minimally(path)[0] == megabytes
+
+
+def test_minimal_fly_toml_reader_rejects_bad_values(tmp_path: Path) -> None:
+    from aibridge.errors import FileReadError
+    from aibridge.ops.kpis.limits import _parse_minimally
+
+    path = tmp_path / "fly.toml"
+    for toml, message in [
+        ('[[vm]]\nmemory = "lots"\n', "not a size"),
+        ("[[vm]\n", "not valid TOML"),
+        ("[[vm]]\nmemory = 0\n", "cannot be zero"),
+    ]:
+        path.write_text(toml)
+        with pytest.raises(FileReadError, match=message):
+            _parse_minimally(path)
