@@ -1,9 +1,10 @@
 """The shared store for several machines: history, queues and tasks in Redis (redis-py asyncio).
 
 Every write is one Lua script (see :mod:`._redis_scripts`), so a cap check and its write
-are atomic even with many bridge processes writing at once. ``stats()`` is a snapshot:
-every script returns the fresh counters, and a background task re-reads them once a
-second (four O(1) commands) to see what other machines wrote.
+are atomic even with many bridge processes writing at once. Writes made in one event-loop
+pass go out as one pipeline (one round trip), as the SQLite store groups its commits.
+``stats()`` is a snapshot: every script returns the fresh counters, and a background task
+re-reads them once a second (four O(1) commands) to see what other machines wrote.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from aibridge.errors import StoreError
@@ -29,6 +31,7 @@ __all__ = ("RedisStore", "redact_url")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _T = TypeVar("_T")
+_Call = tuple[AsyncScript, list[str], Sequence[Any], "asyncio.Future[list[Any]]"]
 STATS_REFRESH_S = 1.0
 
 
@@ -76,6 +79,8 @@ class RedisStore:
         self._ack = self._redis.register_script(ACK)
         self._drop = self._redis.register_script(DROP_QUEUE)
         self._snapshot = StoreStats(0, 0, 0, 0)
+        self._batch: list[_Call] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._version = 0
         self._refresher: asyncio.Task[None] | None = None
 
@@ -89,6 +94,8 @@ class RedisStore:
         self._refresher = asyncio.create_task(self._refresh_forever(), name="aibridge-redis-stats")
 
     async def close(self) -> None:
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +108,39 @@ class RedisStore:
             return await awaitable
         except RedisError as exc:
             raise StoreError(f"Redis at {self._url}: {exc}") from None
+
+    def _batched(
+        self, script: AsyncScript, keys: list[str], args: Sequence[Any]
+    ) -> asyncio.Future[list[Any]]:
+        """Run ``script`` in the next pipeline: the calls made in one event-loop pass share one round trip."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._batch.append((script, keys, args, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._send_batch)
+        return future
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.create_task(self._run_batch(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _run_batch(self, batch: list[_Call]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in batch:
+                    await script(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            replies = [exc] * len(batch)
+        for (*_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # the caller was cancelled
+            if isinstance(reply, Exception):
+                future.set_exception(StoreError(f"Redis at {self._url}: {reply}"))
+            else:
+                future.set_result(reply)
 
     def _queue_keys(self, recipient: str) -> list[str]:
         return [f"{self._p}:q:{recipient}", f"{self._p}:qb:{recipient}"]
@@ -135,7 +175,7 @@ class RedisStore:
             _text(envelope.get("timestamp")),
             *recipients,
         ]
-        reply = await self._call(self._accept(keys=keys, args=args))
+        reply = await self._batched(self._accept, keys, args)
         if reply[0] == -1:
             raise QueueFullError(f"offline queue limit reached ({config.max_queues} queues)")
         if reply[0] == -2:
@@ -156,7 +196,7 @@ class RedisStore:
             return 0
         keys = [self._hist, self._stats, self._queues, *self._queue_keys(recipient)]
         args: list[str | int] = [recipient, int(time.time() * 1000), *envelope_ids]
-        return self._update(await self._call(self._ack(keys=keys, args=args)))
+        return self._update(await self._batched(self._ack, keys, args))
 
     async def expire_queues(self, idle_ms: int, keep: Sequence[str] = ()) -> int:
         cutoff = int(time.time() * 1000) - idle_ms
