@@ -123,6 +123,7 @@ _RULES = (
         "Set port in the check.",
     ),
     Rule("FLY124", W, "A mount without source (the volume name)", "Set source to the volume's name."),
+    Rule("FLY125", E, "A command flyctl cannot shell-split (unbalanced quotes)", "Balance the quotes."),
     Rule("DKR001", E, "The Dockerfile cannot be parsed", "Fix the instruction at the reported line."),
     Rule("DKR002", W, "No Dockerfile to build from", "Add a Dockerfile, or set [build] image."),
     Rule(

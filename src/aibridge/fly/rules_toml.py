@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 
 from aibridge.fly.catalog import finding
@@ -38,6 +39,7 @@ def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     yield from _services(doc)
     yield from _deploy(doc)
     yield from _checks(doc)
+    yield from _commands(doc)
     for vm in cfg.vms:
         if vm.size is not None and vm.size not in VM_PRESETS:
             yield "FLY103", (*vm.path, "size"), f"unknown vm size {vm.size!r} (flyctl fails only at deploy)"
@@ -231,3 +233,46 @@ def _checks(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                     f'flyctl: "WARN Service {kind} check has {article} {attr} less than 1 second '
                     f'({format_seconds(value)}); this will be raised to 1 second"',
                 )
+
+
+def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
+    """Commands flyctl shell-splits before deploying (validation.go); unbalanced quotes fail there."""
+    deploy = doc.data.get("deploy")
+    release = deploy.get("release_command") if isinstance(deploy, dict) else None
+    if isinstance(release, str) and not _splits(release):
+        yield "FLY125", ("deploy", "release_command"), f"release_command cannot be shell-split: {release!r}"
+    console = doc.data.get("console_command")
+    if isinstance(console, str) and not _splits(console):
+        yield "FLY125", ("console_command",), f"flyctl: \"Can't shell split console command: '{console}'\""
+    for name, command in doc.config.processes.items():
+        if not _splits(command):
+            yield (
+                "FLY125",
+                ("processes", name),
+                f"flyctl: \"Could not parse command for '{name}' process group; check [processes] section\"",
+            )
+    for index, mount in enumerate(doc.config.mounts):
+        table = _table_at(doc, mount.path)
+        retention = table.get("snapshot_retention")
+        if isinstance(retention, int) and not 1 <= retention <= 60:
+            yield (
+                "FLY119",
+                (*mount.path, "snapshot_retention"),
+                f"flyctl: \"mount '{mount.source or index}' has a snapshot_retention value which is not "
+                'between 1 and 60 days inclusive"',
+            )
+        threshold = table.get("auto_extend_size_threshold")
+        if isinstance(threshold, int) and threshold != 0 and not 50 <= threshold <= 99:  # 0 = unset
+            yield (
+                "FLY119",
+                (*mount.path, "auto_extend_size_threshold"),
+                "auto_extend_size_threshold must be 50-99",
+            )
+
+
+def _splits(command: str) -> bool:
+    try:
+        shlex.split(command)
+    except ValueError:
+        return False
+    return True
