@@ -256,3 +256,15 @@ def test_validate_does_not_import_the_server_stack(project: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_every_rule_code_is_catalogued_and_tested() -> None:
+    import re
+
+    source = "".join(p.read_text() for p in (Path(__file__).parent.parent / "src/aibridge/fly").glob("*.py"))
+    used = set(re.findall(r'"((?:FLY|DKR|IGN|XF)\d{3})"', source))
+    assert used <= set(RULES), used - set(RULES)
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_fly_*.py"))
+    tests += "".join(p.read_text() for p in FIXTURES.rglob("*") if p.is_file())
+    untested = {code for code in RULES if code not in tests}
+    assert untested == set(), f"rules without a test: {sorted(untested)}"
