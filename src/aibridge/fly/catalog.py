@@ -100,8 +100,8 @@ _RULES = (
     Rule(
         "FLY119",
         E,
-        "A mount without source or destination, or a volume size below 1 GB",
-        "Set source, destination and a size >= 1GB.",
+        "A mount without destination, or a volume size, retention or auto-extend value out of range",
+        "Set destination; sizes >= 1GB, snapshot_retention 1-60, auto_extend_size_threshold 50-99.",
     ),
     Rule(
         "FLY120",

@@ -168,7 +168,8 @@ def render_text(report: Report) -> str:
             lines.append(f"[bold]{escape(f.file)}[/]")
         where = f"{f.line}:{f.column}" if f.line else "-"
         style = _STYLE[f.severity]
-        lines.append(f"  {where:>7}  [{style}]{f.severity.value:<7}[/] [dim]{f.code:<6}[/]  {escape(f.message)}")
+        severity = f"[{style}]{f.severity.value:<7}[/]"
+        lines.append(f"  {where:>7}  {severity} [dim]{f.code:<6}[/]  {escape(f.message)}")
         lines.append(f"  {'':>7}  {'':<7} {'':6}  [green]fix:[/] {escape(f.fix)}")
     info = report.count(Severity.INFO)
     files = f"{len(report.files)} file{'s' if len(report.files) != 1 else ''}"
