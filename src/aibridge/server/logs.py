@@ -10,7 +10,6 @@ Envelope payloads are never logged: callers pass ids, codes and counts, never fr
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import queue
@@ -19,6 +18,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import IO, TYPE_CHECKING, Any
+
+import msgspec
 
 from aibridge.server.limits import client_ip
 from aibridge.server.metrics import UNMATCHED_ROUTE
@@ -50,6 +51,9 @@ log = logging.getLogger("aibridge")
 ACCESS = "%(method)s %(route)s %(status)d %(duration_ms).1fms client=%(client)s"
 MAX_BACKLOG = 20_000
 """Lines queued beyond this (stdout stuck) are dropped and counted, not held in memory."""
+_json = msgspec.json.Encoder(enc_hook=str).encode  # 5x json.dumps; any odd value becomes its str()
+LINGER_S = 0.02
+"""Pause after each write; lines reach stdout at most this much later."""
 _STOP = object()
 
 
@@ -95,6 +99,10 @@ class LogWriter(threading.Thread):
                 pass
             if batch[-1] is _STOP:
                 return
+            if len(batch) < 1000:
+                # Let the next burst gather: a put() that finds this thread blocked in get() pays
+                # a futex wake-up and a context switch, measured at ~5 µs per line on the loop.
+                time.sleep(LINGER_S)
 
     def _safe_format(self, item: logging.LogRecord | Line) -> str:
         try:
@@ -127,7 +135,7 @@ class LogWriter(threading.Thread):
             out.update(fields)
         if error:
             out["exc"] = error
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _json(out).decode()
 
 
 class _WriterHandler(logging.handlers.QueueHandler):
