@@ -286,3 +286,27 @@ def test_repo_files_are_what_init_writes() -> None:
     assert (repo / "Dockerfile").read_text() == render_dockerfile(opts)
     assert (repo / ".dockerignore").read_text() == render_dockerignore(opts)
     assert validate_project(repo / "fly.toml", strict=True).findings == []
+
+
+@pytest.mark.parametrize("asgi", [None, "web:app"])
+def test_dockerignore_keeps_what_the_dockerfile_copies(tmp_path: Path, asgi: str | None) -> None:
+    from aibridge.fly.dockerfile import parse_dockerfile
+    from aibridge.fly.rules_ignore import excluded
+
+    project = make(tmp_path, asgi=asgi)
+    ignore = (project / ".dockerignore").read_text()
+    model = parse_dockerfile((project / "Dockerfile").read_text())
+    sources = [
+        source
+        for stage in model.stages
+        for i in stage.instructions
+        if i.cmd == "COPY" and i.flag("from") is None
+        for source in i.value[:-1]
+    ]
+    assert sources, "the Dockerfile copies something from the context"
+    for source in sources:
+        probe = "app/main.py" if source == "." else f"{source.rstrip('/')}/aibridge/__init__.py"
+        probe = source if source in ("pyproject.toml", "README.md") else probe
+        assert not excluded(ignore, probe), f"{probe} (from COPY {source}) is excluded by .dockerignore"
+    for secret in (".env", ".git/config", ".venv/bin/python", "key.pem"):
+        assert excluded(ignore, secret)
