@@ -73,6 +73,19 @@ def test_timeouts_are_counted_and_cut_at_t(target: LoadTarget) -> None:
     assert report.latency.max_ms < 300
 
 
+def test_timeouts_and_the_end_of_a_duration_run_together(target: LoadTarget) -> None:
+    url = f"{target.url}/stall?slow_every=3&slow_ms=2000"
+    started = time.monotonic()
+    report = run_loadtest(LoadTestOptions(url, duration_s=1.0, concurrency=3, timeout_s=0.2))
+    assert time.monotonic() - started < 1.0 + 2.0
+    assert 1.0 <= report.duration_s < 1.1
+    handled = target.stats()["handled"]
+    assert report.requests <= handled <= report.requests + report.abandoned
+    # Every 3rd request stalls: each one is a timeout unless it was still in flight at the end.
+    assert handled // 3 - report.abandoned <= report.errors["timeout"] <= handled // 3
+    assert report.errors["timeout"] >= 3 and report.latency.max_ms < 200
+
+
 def test_first_request_is_reported_apart(target: LoadTarget) -> None:
     report = run_loadtest(LoadTestOptions(f"{target.url}/cold?first_ms=300", requests=60, concurrency=4))
     assert report.first_request is not None and report.first_request.latency_ms >= 300

@@ -10,10 +10,11 @@ from time import perf_counter
 
 from aibridge.errors import TargetUnreachableError, UsageError
 from aibridge.ops.loadtest.baseline import compare_with_baseline, read_baseline, save_report
-from aibridge.ops.loadtest.engine import WorkerPlan, WorkerResult, execute, run_async
+from aibridge.ops.loadtest.engine import WorkerPlan, WorkerResult
 from aibridge.ops.loadtest.first import FirstRequest, send_first_request
 from aibridge.ops.loadtest.histogram import LatencyRecorder
 from aibridge.ops.loadtest.options import LoadTestOptions
+from aibridge.ops.loadtest.phases import execute, run_async
 from aibridge.ops.loadtest.progress import ProgressSnapshot
 from aibridge.ops.loadtest.report import LatencyStats, LoadTestReport, WorkerUsage, merge_results
 from aibridge.ops.loadtest.slo import evaluate_slos

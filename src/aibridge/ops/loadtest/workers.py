@@ -19,7 +19,8 @@ from multiprocessing.synchronize import Event
 from time import perf_counter
 from typing import Any
 
-from aibridge.ops.loadtest.engine import WorkerPlan, WorkerResult, execute, run_async
+from aibridge.ops.loadtest.engine import WorkerPlan, WorkerResult
+from aibridge.ops.loadtest.phases import execute, run_async
 
 __all__ = ("run_in_processes",)
 
