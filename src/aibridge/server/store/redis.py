@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
@@ -128,10 +128,14 @@ class RedisStore:
 
     async def _run_batch(self, batch: list[_Call]) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    await script(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self._evalsha_all(batch)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                # Redis restarted or flushed its script cache; EVALSHA ran nothing, so retry.
+                for script in {id(c[0]): c[0] for c in batch}.values():
+                    script.sha = await self._redis.script_load(script.script)
+                retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                for i, reply in zip(retry, await self._evalsha_all([batch[i] for i in retry]), strict=True):
+                    replies[i] = reply
         except (RedisError, OSError) as exc:
             replies = [exc] * len(batch)
         for (*_, future), reply in zip(batch, replies, strict=True):
@@ -141,6 +145,13 @@ class RedisStore:
                 future.set_exception(StoreError(f"Redis at {self._url}: {reply}"))
             else:
                 future.set_result(reply)
+
+    async def _evalsha_all(self, batch: Sequence[_Call]) -> list[Any]:
+        # EVALSHA straight on the pipeline: Script objects would add a SCRIPT EXISTS round trip.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     def _queue_keys(self, recipient: str) -> list[str]:
         return [f"{self._p}:q:{recipient}", f"{self._p}:qb:{recipient}"]
