@@ -370,3 +370,21 @@ async def test_redis_unreachable_at_start_names_the_url_without_password() -> No
         await store.open()
     assert f"redis://***@127.0.0.1:{port}/0" in caught.value.detail
     assert "s3cret" not in caught.value.detail
+
+
+async def test_redis_store_survives_a_flushed_script_cache(redis_server: Any) -> None:  # noqa: F811
+    from aibridge.server.store.redis import RedisStore
+
+    store = RedisStore(BridgeConfig(redis_url=redis_server.url))
+    await store.open()
+    try:
+        first, size = envelope("a", "b")
+        await store.accept(first, size, ["b"])
+        with redis_server.client() as raw:
+            raw.script_flush()  # what a restarted Redis looks like to the scripts
+        second, size = envelope("a", "b")
+        await store.accept(second, size, ["b"])
+        assert await store.ack("b", [first["id"]]) == 1
+        assert ids(await store.pending("b")) == [second["id"]]
+    finally:
+        await store.close()
