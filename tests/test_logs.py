@@ -26,7 +26,7 @@ def chat(app: ObsApp) -> None:
     httpx.post(app.url + "/echo", json={"payload": CANARY})
 
     async def agent() -> None:
-        async with websockets.connect(app.url.replace("http", "ws") + "/ws") as ws:
+        async with websockets.connect(app.url.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
             await ws.send(json.dumps({"type": "envelope", "payload": CANARY}))
             await ws.recv()
             await ws.send(json.dumps({"type": "bye"}))
@@ -56,6 +56,7 @@ def test_text_lines_for_requests_websockets_and_startup(tmp_path: Path) -> None:
         r"aibridge\.ws: WS disconnect agent=tester client=127\.0\.0\.1 code=1000 after [\d.]+s$", log, re.M
     )
     assert "connection open" not in log  # uvicorn's bare line, superseded by ours
+    assert '"WebSocket /ws" [accepted]' in log  # uvicorn's handshake line, query string cut
     assert f"aibridge: aibridge {__version__} starting: " in log
     assert "auth_token=***" in log
     assert TOKEN not in log

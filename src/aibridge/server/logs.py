@@ -157,14 +157,23 @@ class _WriterHandler(logging.handlers.QueueHandler):
         super().close()
 
 
-class _DropBareWsLines(logging.Filter):
-    """uvicorn's "connection open/closed" say less than our WS lines (agent, code, duration).
+class _UvicornWsLines(logging.Filter):
+    """Keeps secrets and noise out of uvicorn's WebSocket lines.
 
-    Its handshake lines ('"WebSocket /ws" 403') stay: they are the only trace of refused ones.
+    Its handshake lines log the path *with the query string*, where agents may carry
+    ``?token=``: the query is cut. Its bare "connection open/closed" lines are dropped (ours say
+    more: agent, code, duration); the handshake lines ('"WebSocket /ws" 403') stay, as the only
+    trace of refused handshakes.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in ("connection open", "connection closed")
+        if record.msg in ("connection open", "connection closed"):
+            return False
+        args = record.args
+        handshake = isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"')
+        if handshake and isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], str):
+            record.args = (args[0], args[1].partition("?")[0], *args[2:])
+        return True
 
 
 _writer: LogWriter | None = None
@@ -191,8 +200,8 @@ def configure_logging(config: BridgeConfig, stream: IO[str] | None = None) -> Lo
         named.handlers.clear()
         named.propagate = True
     uvicorn_error = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _DropBareWsLines) for f in uvicorn_error.filters):
-        uvicorn_error.addFilter(_DropBareWsLines())
+    if not any(isinstance(f, _UvicornWsLines) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(_UvicornWsLines())
     writer.start()
     return writer
 
