@@ -75,11 +75,11 @@ def test_window_in_milliseconds_rolls_over(tmp_path: Path) -> None:
         statuses = [http.get("/items/1").status_code for _ in range(3)]
         refused_at = time.monotonic()
         assert statuses == [200, 200, 429]
-        deadline = refused_at + 3.0
+        deadline = refused_at + 5.0
         while (status := http.get("/items/1").status_code) == 429 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert status == 200, "the 1 s window never reopened"
-        assert time.monotonic() - refused_at < 1.5
+        assert time.monotonic() - refused_at < 2.5  # a 1 s window, not Litestar's whole minute
 
 
 def test_rate_max_zero_turns_the_limit_off(tmp_path: Path) -> None:
@@ -131,8 +131,8 @@ def test_websocket_budget_answers_error_frames_and_keeps_the_socket(tmp_path: Pa
     with run_obs_app(tmp_path, {"AI_BRIDGE_WS_RATE_MAX": "5"}) as app:
         replies, code = asyncio.run(exchange(app.url.replace("http", "ws") + "/ws"))
     assert replies[:5] == ["ok"] * 5
-    assert 5 <= replies.count("ok") <= 7  # 5 burst + what refills at 5/s while 20 frames fly
-    assert replies.count("error") >= 13
+    assert 5 <= replies.count("ok") <= 8  # 5 burst + what refills at 5/s while 20 frames fly
+    assert replies.count("error") >= 12
     assert code == 1000
 
 
