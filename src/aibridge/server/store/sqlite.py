@@ -1,8 +1,8 @@
 """The durable embedded store: SQLite in WAL mode under ``AI_BRIDGE_DATA_DIR``.
 
-The event loop keeps the bookkeeping in memory (queue entries as ``id -> (seq, size)``,
-counters, the task index), so caps are decided, ``stats()`` answered and ``ack`` counted
-without reading the file; bodies live only on disk. Writes go through one
+The event loop keeps the bookkeeping in memory (:class:`~._sqlite_ledger.Ledger`: queue
+entries, counters, the task index), so caps are decided, ``stats()`` answered and ``ack``
+counted without reading the file; bodies live only on disk. Writes go through one
 :class:`~._sqlite_writer.GroupWriter` (group commit); reads use a second connection on its
 own thread, which sees every write whose caller has returned (WAL snapshot after COMMIT).
 
@@ -24,7 +24,6 @@ import concurrent.futures
 import contextlib
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,46 +34,21 @@ import msgspec
 from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.store._sqlite_files import DB_NAME, open_files
+from aibridge.server.store._sqlite_ledger import Ledger
 from aibridge.server.store._sqlite_writer import GroupWriter, Write
-from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, StoreStats
+from aibridge.server.store.base import AcceptResult, Envelope, StoreStats
 
 __all__ = ("DB_NAME", "SqliteStore")
 
 WAL_RESET_BYTES = 8 * 1024 * 1024
-MAX_TASK_MEMBERS = 256
-"""Most distinct intents or participants kept per task, as in the memory store."""
+"""Past this WAL size, commits wait for one checkpoint so the WAL can restart (see _start_checkpoint)."""
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-
-
-class _Queue:
-    __slots__ = ("entries", "touched")
-
-    def __init__(self, touched: int) -> None:
-        self.entries: dict[str, tuple[int, int]] = {}  # id -> (seq, size), oldest first
-        self.touched = touched
-
-
-class _Task:
-    __slots__ = ("first_seq", "intents", "participants")
-
-    def __init__(self, first_seq: int, intents: list[Any], participants: list[Any]) -> None:
-        self.first_seq = first_seq
-        self.intents = intents
-        self.participants = participants
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[object], None], arg: object) -> None:
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
         loop.call_soon_threadsafe(callback, arg)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SqliteStore:
@@ -87,9 +61,7 @@ class SqliteStore:
         self._writer: GroupWriter | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="aibridge-sqlite-reader")
-        self._queues: dict[str, _Queue] = {}
-        self._tasks: dict[str, _Task] = {}  # first seen first
-        self._hseq = self._qseq = self._history_size = self._messages = self._bytes = 0
+        self._ledger = Ledger(config)
         self._ticket = self._committed = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._checkpointing: concurrent.futures.Future[None] | None = None
@@ -97,7 +69,7 @@ class SqliteStore:
     async def open(self) -> None:
         files = await asyncio.to_thread(open_files, self._path.parent)
         try:
-            await asyncio.to_thread(self._load, files.writer)
+            await asyncio.to_thread(self._ledger.load, files.writer)
         except sqlite3.Error as exc:
             files.writer.close()
             files.reader.close()
@@ -121,26 +93,6 @@ class SqliteStore:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-    def _load(self, conn: sqlite3.Connection) -> None:
-        """Rebuild the in-memory bookkeeping from the file (also after a crash)."""
-        self._hseq = conn.execute("SELECT coalesce(max(seq), 0) FROM history").fetchone()[0]
-        conn.execute("DELETE FROM history WHERE seq <= ?", (self._hseq - self._config.history_limit,))
-        self._history_size = conn.execute("SELECT count(*) FROM history").fetchone()[0]
-        self._qseq = conn.execute("SELECT coalesce(max(seq), 0) FROM queue").fetchone()[0]
-        for seq, recipient, entry_id, size, at in conn.execute(
-            "SELECT seq, recipient, id, size, at FROM queue ORDER BY seq"
-        ):
-            q = self._queues.get(recipient) or self._queues.setdefault(recipient, _Queue(at))
-            q.entries[entry_id] = (seq, size)
-            q.touched = at
-            self._messages += 1
-            self._bytes += size
-        for task_id, first_seq, last_seq, intents, participants in conn.execute(
-            "SELECT task_id, first_seq, last_seq, intents, participants FROM tasks ORDER BY first_seq"
-        ):
-            self._tasks[task_id] = _Task(first_seq, _decode(intents), _decode(participants))
-            self._hseq = max(self._hseq, last_seq)
 
     def _submit(self, write: Write) -> None:
         if self._writer is None:
@@ -183,112 +135,19 @@ class SqliteStore:
 
         ``text``: the envelope's JSON when the caller has it already (saves encoding it again).
         """
-        config = self._config
-        recipients = list(dict.fromkeys(queue_for)) if len(queue_for) > 1 else queue_for
-        if recipients:
-            new_queues = sum(1 for r in recipients if r not in self._queues)
-            if new_queues and len(self._queues) + new_queues > config.max_queues:
-                raise QueueFullError(f"too many offline queues (AI_BRIDGE_MAX_QUEUES={config.max_queues})")
-            if self._bytes + size * len(recipients) > config.max_queued_bytes:
-                raise QueueFullError(
-                    f"offline queues are full (AI_BRIDGE_MAX_QUEUED_BYTES={config.max_queued_bytes})"
-                )
         body: str | bytes = _encode(envelope) if text is None else text
-        self._hseq += 1
-        seq = self._hseq
-        get = envelope.get
-        history = (
-            seq,
-            _text(get("from")),
-            _text(get("to")),
-            _text(get("taskId")),
-            _text(get("intent")),
-            body,
-        )
-        rows: list[tuple[Any, ...]] = []
-        deletes: list[tuple[int]] = []
-        dropped = self._enqueue(rows, deletes, recipients, str(get("id")), size, body) if recipients else 0
-        task_id = get("taskId")
-        task_row = task_delete = None
-        if task_id and isinstance(task_id, str):
-            task_row, task_delete = self._index_task(task_id, seq, envelope, body)
-        if self._history_size < config.history_limit:
-            self._history_size += 1
+        recorded = self._ledger.record(envelope, size, queue_for, body)
         self._ticket += 1
-        self._submit(
-            Write(
-                self._ticket,
-                history,
-                rows,
-                deletes,
-                task_row,
-                task_delete,
-                max(0, seq - config.history_limit + 1),
-            )
-        )
-        return AcceptResult(dropped=dropped)
-
-    def _enqueue(
-        self,
-        rows: list[tuple[Any, ...]],
-        deletes: list[tuple[int]],
-        recipients: Sequence[str],
-        entry_id: str,
-        size: int,
-        body: str | bytes,
-    ) -> int:
-        now = _now_ms()
-        dropped = 0
-        for recipient in recipients:
-            q = self._queues.get(recipient)
-            if q is None:
-                q = self._queues[recipient] = _Queue(now)
-            q.touched = now
-            old = q.entries.pop(entry_id, None)
-            if old is None and len(q.entries) >= self._config.max_queue:
-                old = q.entries.pop(next(iter(q.entries)))
-                dropped += 1
-            if old is not None:  # the oldest entry, or this id queued before: one entry per id
-                deletes.append((old[0],))
-                self._messages -= 1
-                self._bytes -= old[1]
-            self._qseq += 1
-            q.entries[entry_id] = (self._qseq, size)
-            rows.append((self._qseq, recipient, entry_id, size, now, body))
-            self._messages += 1
-            self._bytes += size
-        return dropped
-
-    def _index_task(
-        self, task_id: str, seq: int, envelope: Envelope, body: str | bytes
-    ) -> tuple[tuple[Any, ...], tuple[str, int] | None]:
-        evicted = None
-        task = self._tasks.get(task_id)
-        if task is None:
-            task = self._tasks[task_id] = _Task(seq, [], [])
-            if len(self._tasks) > self._config.history_limit:
-                # Like the memory store: beyond history_limit tasks, the first seen goes.
-                old_id = next(iter(self._tasks))
-                evicted = (old_id, self._tasks.pop(old_id).first_seq)
-        intent = envelope.get("intent")
-        if intent not in task.intents and len(task.intents) < MAX_TASK_MEMBERS:
-            task.intents.append(intent)
-        for who in (envelope.get("from"), envelope.get("to")):
-            if who is not None and who not in task.participants and len(task.participants) < MAX_TASK_MEMBERS:
-                task.participants.append(who)
-        intents, participants = _encode(task.intents), _encode(task.participants)
-        timestamp = _text(envelope.get("timestamp"))
-        return (task_id, task.first_seq, seq, intents, participants, timestamp, body), evicted
+        self._submit(Write(self._ticket, *recorded[:-1]))
+        return AcceptResult(dropped=recorded.dropped)
 
     async def pending(self, recipient: str) -> list[Envelope]:
-        q = self._queues.get(recipient)
-        if q is None or not q.entries:
+        if not self._ledger.live(recipient):
             return []
-        q.touched = _now_ms()  # the recipient is back: its queue is not idle
         await self.durable()  # entries recorded but not yet committed are in the file after this
         rows = await self._read("SELECT seq, body FROM queue WHERE recipient = ? ORDER BY seq", (recipient,))
         # Entries acked or dropped meanwhile (their deletion is still on its way) are skipped.
-        live = {seq for seq, _ in q.entries.values()}
+        live = self._ledger.live(recipient)
         return [_decode(body) for seq, body in rows if seq in live]
 
     async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> int:
@@ -299,39 +158,19 @@ class SqliteStore:
 
     def ack_nowait(self, recipient: str, envelope_ids: Sequence[str]) -> int:
         """:meth:`ack`, returning before the deletion is committed (a crash redelivers: at least once)."""
-        q = self._queues.get(recipient)
-        if q is None:
-            return 0
-        deletes = []
-        for entry_id in envelope_ids:
-            entry = q.entries.pop(entry_id, None)
-            if entry is not None:
-                deletes.append((entry[0],))
-                self._messages -= 1
-                self._bytes -= entry[1]
-        if not q.entries:
-            del self._queues[recipient]
+        deletes = self._ledger.remove(recipient, envelope_ids)
         if deletes:
-            q.touched = _now_ms()
             self._ticket += 1
             self._submit(Write(self._ticket, queue_deletes=deletes))
         return len(deletes)
 
     async def expire_queues(self, idle_ms: int, keep: Sequence[str] = ()) -> int:
-        cutoff = _now_ms() - idle_ms
-        kept = set(keep)
-        idle = [r for r, q in self._queues.items() if q.touched <= cutoff and r not in kept]
-        deletes = []
-        for recipient in idle:
-            for seq, size in self._queues.pop(recipient).entries.values():
-                deletes.append((seq,))
-                self._messages -= 1
-                self._bytes -= size
+        expired, deletes = self._ledger.expire(idle_ms, keep)
         if deletes:
             self._ticket += 1
             self._submit(Write(self._ticket, queue_deletes=deletes))
             await self.durable()
-        return len(idle)
+        return expired
 
     async def history(
         self,
@@ -400,7 +239,7 @@ class SqliteStore:
         self._checkpointing.add_done_callback(lambda f: _call_soon(loop, done, f))
 
     def stats(self) -> StoreStats:
-        return StoreStats(self._history_size, len(self._queues), self._messages, self._bytes)
+        return self._ledger.stats()
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         reader = self._reader
