@@ -52,13 +52,14 @@ def test_counts_statuses_and_drops_are_exact(target: LoadTarget) -> None:
 
 
 def test_injected_latency_lands_in_the_right_percentiles(target: LoadTarget) -> None:
-    url = f"{target.url}/slow?slow_every=10&slow_ms=120"
+    url = f"{target.url}/slow?slow_every=10&slow_ms=300"
     report = run_loadtest(LoadTestOptions(url, requests=400, concurrency=8))
     p = report.latency.percentiles
     assert report.latency.count == 399
-    assert p["p50"] < 60, p  # 90 % of requests are instant
-    assert 120 <= p["p95"] < 400, p  # 10 % wait 120 ms
-    assert 120 <= report.latency.max_ms < 1000
+    # 90 % of requests are instant, 10 % wait 300 ms; bounds are wide for a shared machine.
+    assert p["p50"] < 150, p
+    assert 300 <= p["p95"] < 1800, p
+    assert 300 <= report.latency.max_ms < 1800, report.latency
     assert report.latency.notes.keys() >= {"p99", "p99.9"}  # 399 samples cannot support them
     assert "p50" not in report.latency.notes
 
@@ -120,8 +121,9 @@ def test_open_model_holds_the_total_rate(target: LoadTarget) -> None:
 
 
 def test_open_model_corrects_coordinated_omission(target: LoadTarget) -> None:
-    # One connection, 100 req/s, every 20th answer stalls 200 ms: ~20 requests queue behind each stall.
-    url = f"{target.url}/co?slow_every=20&slow_ms=200"
+    # One connection, 100 req/s, every 20th answer stalls 300 ms: ~30 requests queue behind each stall,
+    # and the 2 s schedule needs over 3 s of service, so the rate cannot be held either.
+    url = f"{target.url}/co?slow_every=20&slow_ms=300"
     report = run_loadtest(LoadTestOptions(url, requests=200, concurrency=1, rate=100))
     assert report.service_time is not None
     assert report.service_time.percentiles["p90"] < 50  # what a closed-model tool would report
