@@ -51,9 +51,13 @@ CLOSE_EXPIRED = 4408
 """Nothing arrived from the agent within AI_BRIDGE_CLIENT_TTL_MS (mirrors HTTP 408)."""
 
 CLOSE_SLOW = 1013
-"""The agent left MAX_BACKLOG frames unread ("try again later")."""
-MAX_BACKLOG = 4096
-"""Frames held for an agent whose socket buffer is full before it is closed as too slow."""
+"""The agent stopped reading its frames ("try again later")."""
+SOFT_BACKLOG = 1024
+"""Unsent frames for one agent beyond which senders to it wait for it (flow control)."""
+MAX_BACKLOG = 8192
+"""Unsent frames for one agent beyond which it is cut off, whatever the senders do."""
+STALL_S = 2.0
+"""How long a sender waits for an agent that takes none of its backlog before cutting it off."""
 
 SNAPSHOT_SIZE = 10
 """Envelopes of history sent with ``registered``."""
@@ -97,6 +101,7 @@ class Connection:
 
     __slots__ = (
         "_drainer",
+        "_room",
         "ack",
         "agent_id",
         "authenticated",
@@ -127,6 +132,7 @@ class Connection:
         self.last_seen = time.time()
         self.backlog: deque[str] | None = None
         self._drainer: asyncio.Future[None] | None = None
+        self._room: asyncio.Event | None = None
 
     async def write(self, text: str) -> bool:
         """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope).
@@ -139,9 +145,7 @@ class Connection:
             return False
         if self.backlog is not None:
             if len(self.backlog) >= MAX_BACKLOG:
-                log.warning("closing %s (agent %s): it does not read its frames", self.peer, self.agent_id)
-                self.closed = True
-                self.backlog = None
+                self._cut_off()
                 return False
             self.backlog.append(text)
             return True
@@ -155,25 +159,55 @@ class Connection:
             self.closed = True
             return False
         self.backlog = deque()
+        self._room = asyncio.Event()
+        self._room.set()
         self._drainer = asyncio.ensure_future(self._drain_backlog(sending, waiting))
         return True
+
+    async def wait_for_room(self) -> None:
+        """Flow control: hold the sender while this agent's backlog is long; cut off a stuck agent.
+
+        An agent that reads slowly slows its senders down (as TCP would); one that reads
+        nothing for STALL_S is closed, so it cannot hold its senders (or a broadcast) longer.
+        """
+        room = self._room
+        if self.backlog is None or room is None or len(self.backlog) < SOFT_BACKLOG:
+            return
+        room.clear()
+        try:
+            await asyncio.wait_for(room.wait(), STALL_S)
+        except TimeoutError:
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        if not self.closed:
+            log.warning("closing %s (agent %s): it does not read its frames", self.peer, self.agent_id)
+            self._start_close(CLOSE_SLOW, "too slow")
+        if self._room is not None:
+            self._room.set()
 
     async def _drain_backlog(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
         if not await _finish(sending, waiting):
             self.closed = True
-        while self.backlog and not self.closed:
+        backlog = self.backlog
+        room = self._room
+        while backlog and not self.closed:
             try:
-                await self.send({"type": "websocket.send", "text": self.backlog.popleft()})
+                await self.send({"type": "websocket.send", "text": backlog.popleft()})
             except Exception:
                 self.closed = True
-        if self.closed and self.backlog is None:
-            with contextlib.suppress(Exception):
-                await self.send({"type": "websocket.close", "code": CLOSE_SLOW, "reason": "too slow"})
+            if room is not None and len(backlog) < SOFT_BACKLOG // 2:
+                room.set()
         self.backlog = None
+        if room is not None:
+            room.set()
         self._drainer = None
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame without waiting on a peer that does not read."""
+        self._start_close(code, reason)
+
+    def _start_close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
@@ -393,6 +427,9 @@ class Hub:
         for conn in targets:
             if not conn.replaying and await conn.write(frame):
                 delivered += 1
+        for conn in targets:
+            if conn.backlog is not None:
+                await conn.wait_for_room()
         if self.backplane is not None:
             await self.backplane.publish_broadcast(envelope, sender)
         self.events.envelope("broadcast")
@@ -408,6 +445,8 @@ class Hub:
             if not target.replaying and await target.write(delivery_frame(text)):
                 if not target.ack:
                     await self.store.ack(to, (envelope["id"],))
+                if target.backlog is not None:
+                    await target.wait_for_room()
                 self.events.envelope("delivered")
                 return _DELIVERED
         elif self.backplane is not None:
