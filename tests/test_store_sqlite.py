@@ -140,10 +140,11 @@ async def test_pruning_keeps_the_file_bounded(tmp_path: Path, open_store: Opener
             await store.ack(recipient, [e["id"] for e in await store.pending(recipient)])
         sizes.append(_files_size(data_dir))
     # 9,000 envelopes of ~2 KB went through; what is kept is 200 history rows, 100 queued
-    # entries and 200 task rows (~1 MB). Without pruning the file would pass 36 MB.
+    # entries and 200 task rows (~2.5 MB of pages). Without pruning the database alone would
+    # pass 36 MB; the WAL next to it is held near its 8 MiB limit by the checkpoints.
     assert store.stats().history_size == 200
     assert store.stats().queued_messages == 100
-    assert max(sizes) < 12 * 1024 * 1024, sizes
+    assert max(sizes) < 24 * 1024 * 1024, sizes
     assert sizes[-1] <= sizes[1] * 1.5, f"the file keeps growing: {sizes}"
     await store.close()
     assert (data_dir / DB_NAME).stat().st_size < 4 * 1024 * 1024
