@@ -135,3 +135,15 @@ def test_b11_port_variable_serves_http_and_websocket_on_one_port(tmp_path: Path)
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_serve_with_an_unusable_data_dir_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data directory should be")
+    env = {"AI_BRIDGE_STORE": "sqlite", "AI_BRIDGE_DATA_DIR": str(blocker)}
+    result = _serve(tmp_path, env, "--port", str(free_port()))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(blocker) in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
