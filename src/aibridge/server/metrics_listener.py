@@ -1,0 +1,100 @@
+"""The second listener: ``GET /metrics`` on ``AI_BRIDGE_METRICS_PORT``, next to the main server.
+
+A bare ASGI app under its own ``uvicorn.Server`` on the same event loop. Re-exported by
+:mod:`aibridge.server.metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from aibridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aibridge.server.config import BridgeConfig
+    from aibridge.server.metrics import BridgeMetrics
+
+__all__ = ("MetricsServer", "metrics_app", "serve_metrics")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("aibridge.metrics")
+
+
+def metrics_app(metrics: BridgeMetrics) -> ASGIApp:
+    """A bare ASGI app answering ``GET /metrics`` (collected in a thread: /proc reads stay off the loop)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body, ctype = 404, b'{"error":"only /metrics here","status":404}\n', "application/json"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body, ctype = 405, b'{"error":"use GET","status":405}\n', "application/json"
+        else:
+            status, body, ctype = 200, await asyncio.to_thread(metrics.exposition), CONTENT_TYPE_PLAIN_0_0_4
+        headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    return app
+
+
+class _NoSignalServer(uvicorn.Server):
+    """The main server owns SIGTERM/SIGINT (graceful drain); this one must not capture them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class MetricsServer:
+    """The running ``/metrics`` listener; :meth:`stop` it after the main server."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve_metrics(config: BridgeConfig, metrics: BridgeMetrics) -> MetricsServer | None:
+    """Start the ``/metrics`` listener on ``config.metrics_port`` (``None`` when it is 0).
+
+    The socket is bound here, so a busy port raises :class:`ConfigError` at start-up instead of
+    uvicorn's ``sys.exit`` inside a task.
+    """
+    if config.metrics_port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        sock = socket.create_server((config.host, config.metrics_port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"AI_BRIDGE_METRICS_PORT: cannot listen on {config.host}:{config.metrics_port}: {exc.strerror}"
+        ) from None
+    server = _NoSignalServer(
+        uvicorn.Config(metrics_app(metrics), lifespan="off", access_log=False, log_config=None, ws="none")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="aibridge-metrics")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if task.done():
+        task.result()  # surfaces whatever stopped it
+    log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    return MetricsServer(server, task)
