@@ -134,7 +134,7 @@ class Connection:
         self._drainer: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
 
-    async def write(self, text: str) -> bool:
+    async def write(self, text: str, message: dict[str, Any] | None = None) -> bool:
         """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope).
 
         Never waits for a slow reader: when its socket buffer is full, the frame and the ones
@@ -149,7 +149,7 @@ class Connection:
                 return False
             self.backlog.append(text)
             return True
-        sending = self.send({"type": "websocket.send", "text": text})
+        sending = self.send(message or {"type": "websocket.send", "text": text})
         try:
             # Step the send by hand: it finishes at once unless the socket is paused for writing.
             waiting = sending.send(None)
@@ -423,9 +423,10 @@ class Hub:
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
         frame = delivery_frame(text)
+        message = {"type": "websocket.send", "text": frame}  # one ASGI message for all of them
         delivered = 0
         for conn in targets:
-            if not conn.replaying and await conn.write(frame):
+            if not conn.replaying and await conn.write(frame, message):
                 delivered += 1
         for conn in targets:
             if conn.backlog is not None:
