@@ -23,10 +23,12 @@ from support import BridgeProcess, run_bridge
 TOKEN = "s3cret-token"
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
-    """One default bridge for the tests that use fresh agent ids and cannot disturb each other."""
-    with run_bridge(tmp_path_factory.mktemp("bridge")) as process:
+@pytest.fixture(scope="module", params=["memory", "sqlite"])
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[BridgeProcess]:
+    """A bridge per store for the tests that use fresh agent ids and cannot disturb each other."""
+    with run_bridge(tmp_path_factory.mktemp("bridge"), {"AI_BRIDGE_STORE": request.param}) as process:
         yield process
 
 

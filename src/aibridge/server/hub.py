@@ -19,14 +19,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aibridge.server.config import BridgeConfig
 from aibridge.server.events import BridgeEvents, NullEvents
 from aibridge.server.protocol import PROTOCOL, Envelope, Registration, delivery_frame, encode, new_id, now_iso
-from aibridge.server.store.base import Store
+from aibridge.server.store.base import AcceptResult, Store
 
 __all__ = (
     "CLOSE_EXPIRED",
@@ -285,6 +285,11 @@ class Hub:
         self.errors = 0
         self.last_error: str | None = None
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=13)
+        # Stores that can record now and commit later (SQLite's group commit) let the router
+        # deliver without waiting for a commit; only callers that promise durability wait.
+        self._accept_nowait: Callable[..., AcceptResult] | None = getattr(store, "accept_nowait", None)
+        self._ack_nowait: Callable[[str, Sequence[str]], int] | None = getattr(store, "ack_nowait", None)
+        self._durable: Callable[[], Awaitable[None]] | None = getattr(store, "durable", None)
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -410,15 +415,37 @@ class Hub:
 
     # -- routing ---------------------------------------------------------------------------------
 
-    async def route(self, envelope: Envelope, text: str) -> Routed:
-        """Record ``envelope`` (JSON ``text``) and deliver or queue it. ``QueueFullError`` refuses it."""
+    async def _accept(self, envelope: Envelope, text: str, queue_for: Sequence[str]) -> AcceptResult:
+        if self._accept_nowait is not None:
+            return self._accept_nowait(envelope, len(text), queue_for, text=text)
+        return await self.store.accept(envelope, len(text), queue_for)
+
+    async def _delivered(self, recipient: str, envelope_id: str) -> None:
+        """A fire-and-forget agent got it: it leaves the queue."""
+        if self._ack_nowait is not None:
+            self._ack_nowait(recipient, (envelope_id,))
+        else:
+            await self.store.ack(recipient, (envelope_id,))
+
+    async def route(self, envelope: Envelope, text: str, *, durable: bool = True) -> Routed:
+        """Record ``envelope`` (JSON ``text``) and deliver or queue it. ``QueueFullError`` refuses it.
+
+        With ``durable`` it returns only once the store has committed the envelope (for the
+        HTTP 202 and the ``accepted`` frame); without, delivery does not wait for the commit.
+        """
+        routed = await self._route(envelope, text)
+        if durable and self._durable is not None:
+            await self._durable()
+        return routed
+
+    async def _route(self, envelope: Envelope, text: str) -> Routed:
         to = envelope["to"]
         if to is not None:
             return await self._direct(envelope, text, to)
         sender = envelope["from"]
         targets = [c for a, c in self.agents.items() if a != sender]
         queue_for = [c.agent_id for c in targets if (c.ack or c.replaying) and c.agent_id is not None]
-        result = await self.store.accept(envelope, len(text), queue_for)
+        result = await self._accept(envelope, text, queue_for)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
@@ -437,7 +464,7 @@ class Hub:
         return Routed("delivered", delivered)
 
     async def _direct(self, envelope: Envelope, text: str, to: str) -> Routed:
-        result = await self.store.accept(envelope, len(text), (to,))
+        result = await self._accept(envelope, text, (to,))
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
@@ -445,7 +472,7 @@ class Hub:
         if target is not None:
             if not target.replaying and await target.write(delivery_frame(text)):
                 if not target.ack:
-                    await self.store.ack(to, (envelope["id"],))
+                    await self._delivered(to, envelope["id"])
                 if target.backlog is not None:
                     await target.wait_for_room()
                 self.events.envelope("delivered")
@@ -477,7 +504,7 @@ class Hub:
         target = self.agents.get(to)
         # A replaying agent picks it up from the shared queue; others ack it as delivered.
         if target is not None and not target.replaying and await target.write(frame) and not target.ack:
-            await self.store.ack(to, (envelope["id"],))
+            await self._delivered(to, envelope["id"])
 
     # -- expiry ----------------------------------------------------------------------------------
 

@@ -179,7 +179,7 @@ class WebSocketEndpoint:
             self.events.envelope("rejected")
             raise
         try:
-            routed = await self.hub.route(envelope, text)
+            routed = await self.hub.route(envelope, text, durable=conn.confirm)
         except QueueFullError as error:
             self.events.envelope("rejected")
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
