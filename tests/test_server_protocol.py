@@ -428,3 +428,24 @@ async def test_an_agent_that_does_not_read_stalls_nobody(tmp_path: Path) -> None
         assert httpx.get(f"{bridge.url}/health").json()["status"] == "ok"
         for ws in (slow, fast, sender):
             await ws.close()
+
+
+async def test_b7_server_pings_and_drops_a_peer_that_never_answers(tmp_path: Path) -> None:
+    with run_bridge(tmp_path, {"AI_BRIDGE_PING_INTERVAL_MS": "300"}) as bridge:
+        healthy, _ = await agent(bridge.ws_url, "answers-pings")  # websockets answers pings itself
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+        # A half-open peer: we read what the server sends but never answer its pings.
+        received = b""
+        while chunk := await asyncio.wait_for(reader.read(4096), 5):
+            received += chunk
+        assert received[0] == 0x89  # an unmasked ping frame came first
+        assert b"keepalive ping timeout" in received  # then a close (1011) before the server hung up
+        writer.close()
+        await send_envelope(healthy, to="answers-pings", payload="still connected")
+        assert (await recv(healthy))["envelope"]["payload"] == "still connected"
+        await healthy.close()
