@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
@@ -31,6 +30,8 @@ def send(
     task: Annotated[str | None, typer.Option(help="Envelope taskId.")] = None,
 ) -> None:
     def call() -> None:
+        import asyncio
+
         from aibridge.client import send_once
 
         envelope_id = asyncio.run(
@@ -50,6 +51,8 @@ def listen(
     count: Annotated[int | None, typer.Option(min=1, help="Stop after this many envelopes.")] = None,
 ) -> None:
     def call() -> None:
+        import asyncio
+
         from aibridge.client import listen as run_listener
 
         def show(envelope: dict[str, object]) -> None:
