@@ -259,17 +259,25 @@ SETTINGS: tuple[Setting, ...] = (
         "AI_BRIDGE_STORE",
         "store",
         "memory|sqlite",
-        "memory",
-        "Message store: memory (lost on restart) or sqlite (durable, in AI_BRIDGE_DATA_DIR).",
+        "sqlite",
+        "Message store: sqlite (durable, in AI_BRIDGE_DATA_DIR) or memory (lost on restart);"
+        " ignored when AI_BRIDGE_REDIS_URL is set.",
         _choice("memory", "sqlite"),
     ),
-    Setting("AI_BRIDGE_DATA_DIR", "data_dir", "path", "./data", "Directory of the SQLite store.", _text),
+    Setting(
+        "AI_BRIDGE_DATA_DIR",
+        "data_dir",
+        "path",
+        "./data",
+        "Directory of the SQLite store, created if missing (/data on a Fly volume).",
+        _text,
+    ),
     Setting(
         "AI_BRIDGE_COMMIT_WINDOW_MS",
         "commit_window_ms",
         "ms",
-        "2",
-        "Longest wait to group envelopes into one durable commit.",
+        "0",
+        "Longest wait to group envelopes into one durable commit (0: one commit per event-loop pass).",
         _float(0),
     ),
     Setting(
@@ -277,7 +285,8 @@ SETTINGS: tuple[Setting, ...] = (
         "redis_url",
         "url",
         None,
-        "redis:// or rediss:// URL: share routing, queues and history between machines.",
+        "redis:// or rediss:// URL: history, queues and routing shared by every machine in Redis"
+        " (replaces AI_BRIDGE_STORE).",
         _text,
     ),
     Setting(
@@ -318,9 +327,9 @@ class BridgeConfig:
     log_level: str = "info"
     shutdown_timeout_s: float = 8.0
     cgroup_dir: str = "/sys/fs/cgroup"
-    store: StoreKind = "memory"
+    store: StoreKind = "sqlite"
     data_dir: str = "./data"
-    commit_window_ms: float = 2.0
+    commit_window_ms: float = 0.0
     redis_url: str | None = None
     instance_id: str | None = None
 

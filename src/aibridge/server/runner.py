@@ -17,19 +17,27 @@ import os
 import signal
 import socket
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import uvicorn
 import uvloop
+from litestar import Litestar
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from aibridge import __version__
 from aibridge.errors import ConfigError, StoreError
-from aibridge.server.app import create_app, with_websocket_fast_path
+from aibridge.server.app import server_stack
 from aibridge.server.config import BridgeConfig
-from aibridge.server.events import BridgeEvents, NullEvents
+from aibridge.server.events import NullEvents
 from aibridge.server.hub import Hub
+from aibridge.server.limits import prune_rate_limits
+from aibridge.server.logs import configure_logging, log_startup
+from aibridge.server.metrics import BridgeMetrics, MetricsServer, PrometheusEvents, serve_metrics
 from aibridge.server.store.base import Store
 from aibridge.server.ws import FRAME_OVERHEAD
+
+if TYPE_CHECKING:
+    from aibridge.server.backplane import RedisBackplane
 
 __all__ = ("FORCED_EXIT", "build_store", "serve")
 
@@ -50,7 +58,12 @@ class _Server(uvicorn.Server):
 
 
 def build_store(config: BridgeConfig) -> Store:
-    """The store ``config`` asks for (memory, or the durable SQLite store)."""
+    """The store ``config`` asks for: Redis when a URL is set, else the durable SQLite store or memory."""
+    if config.redis_url:
+        from aibridge.server.store.redis import RedisStore
+
+        shared: Store = RedisStore(config)
+        return shared
     if config.store == "sqlite":
         try:
             from aibridge.server.store.sqlite import SqliteStore
@@ -63,16 +76,32 @@ def build_store(config: BridgeConfig) -> Store:
     return MemoryStore(config)
 
 
-def _setup_logging(config: BridgeConfig) -> None:
-    # Seam: the observability module (server/logs.py) replaces this with text/JSON logging.
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=config.log_level.upper(), format=fmt)
+def _metrics(config: BridgeConfig, store: Store) -> BridgeMetrics | None:
+    """The bridge's metrics, or ``None`` when AI_BRIDGE_METRICS_PORT is 0 (nothing counted)."""
+    if config.metrics_port == 0:
+        return None
+    return BridgeMetrics(version=__version__, cgroup_dir=config.cgroup_dir, stats=store.stats)
 
 
-def _events(config: BridgeConfig) -> BridgeEvents:
-    # Seam: server/metrics.py provides PrometheusEvents and the /metrics listener on
-    # config.metrics_port, started next to the main server in _serve().
-    return NullEvents()
+async def _observe(
+    config: BridgeConfig, app: Litestar, server: uvicorn.Server, metrics: BridgeMetrics | None
+) -> None:
+    """Record the start-up duration once serving, then prune the rate limiter now and then.
+
+    Litestar's in-memory rate-limit store forgets a client only when that client comes back,
+    so without pruning every one-off client would stay for the life of the process.
+    """
+    while not server.started:
+        await asyncio.sleep(0.005)
+    if metrics is not None:
+        metrics.mark_ready()
+    rate_limit = app.state.rate_limit
+    while rate_limit is not None:
+        await asyncio.sleep(config.cleanup_interval_ms / 1000)
+        try:
+            await prune_rate_limits(app, rate_limit)
+        except Exception:
+            log.exception("pruning the rate limiter failed")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -102,18 +131,24 @@ class _Drain:
 
 
 async def _serve(config: BridgeConfig) -> None:
-    _setup_logging(config)
     store = build_store(config)
     await store.open()
+    metrics_server: MetricsServer | None = None
     try:
         sock = _bind(config.host, config.port)
         port = int(sock.getsockname()[1])
-        hub = Hub(config, store, _events(config))
-        app = create_app(config, store, hub, port=port)
+        backplane: RedisBackplane | None = None
+        if config.redis_url:
+            from aibridge.server.backplane import RedisBackplane
+
+            backplane = RedisBackplane(config)
+        metrics = _metrics(config, store)
+        hub = Hub(config, store, PrometheusEvents(metrics) if metrics else NullEvents(), backplane)
+        app, asgi = server_stack(config, store, hub, port=port, metrics=metrics)
         ping = config.ping_interval_ms / 1000 or None
         server = _Server(
             uvicorn.Config(
-                with_websocket_fast_path(app),
+                asgi,
                 loop="none",
                 http="httptools",
                 ws="websockets-sansio",
@@ -134,17 +169,32 @@ async def _serve(config: BridgeConfig) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, drain.on_signal, signum)
         hub.start()
-        # Seam: start the metrics listener (server/metrics.py) here, stop it after the drain.
-        log.info("aibridge %s serving on %s:%d (store %s)", __version__, config.host, port, config.store)
+        if backplane is not None:
+            await backplane.start(hub.on_remote)  # StoreError naming the URL if Redis is gone
+        if metrics is not None:
+            metrics_server = await serve_metrics(config, metrics)  # a busy port is a ConfigError
+        log.info(
+            "aibridge %s serving on %s:%d (store %s)",
+            __version__,
+            config.host,
+            port,
+            "redis" if config.redis_url else config.store,
+        )
         serving = asyncio.create_task(server.serve(sockets=[sock]))
+        observing = asyncio.create_task(_observe(config, app, server, metrics))
         waiting = asyncio.create_task(drain.requested.wait())
         await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
         if not serving.done():
             await _drain(config, hub, server, serving)
         waiting.cancel()
+        observing.cancel()
         await hub.stop()
+        if backplane is not None:
+            await backplane.stop()  # withdraws this machine's presence records
         serving.result()
     finally:
+        if metrics_server is not None:
+            await metrics_server.stop()  # after the drain, so a last scrape still sees it
         await store.close()
 
 
@@ -177,5 +227,10 @@ async def _drain(config: BridgeConfig, hub: Hub, server: uvicorn.Server, serving
 
 def serve(config: BridgeConfig) -> None:
     """Run the bridge until a signal drains it; raise ``ConfigError``/``StoreError`` on startup problems."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(config))
+    writer = configure_logging(config)
+    log_startup(config, __version__)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(config))
+    finally:
+        writer.stop()  # writes the lines still queued
