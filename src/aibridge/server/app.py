@@ -1,7 +1,9 @@
-"""The Litestar application factory: routes, WebSocket endpoint, auth, CORS and JSON errors."""
+"""The Litestar application factory: routes, WebSocket endpoint, auth, CORS and JSON errors;
+and the full stack the server runs (metrics, access log, limits around that app)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +20,13 @@ from aibridge import __version__
 from aibridge.server.api import ApiError, api_routes
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
+from aibridge.server.limits import ConnectionGate, rate_limit_config
+from aibridge.server.logs import AccessLogMiddleware
+from aibridge.server.metrics import BridgeMetrics, MetricsMiddleware
 from aibridge.server.store.base import Store
 from aibridge.server.ws import FRAME_OVERHEAD, WebSocketEndpoint, bearer_token, origin_allowed, tokens_equal
 
-__all__ = ("WS_PATHS", "create_app", "with_websocket_fast_path")
+__all__ = ("WS_PATHS", "create_app", "server_stack", "with_websocket_fast_path")
 
 log = logging.getLogger("aibridge.app")
 
@@ -57,6 +62,8 @@ def _error_handlers(hub: Hub) -> dict[type[Exception] | int, Any]:
             body["details"] = exc.extra
         if exc.status_code == 401:
             hub.record_error("auth", "unauthorized HTTP request")
+        elif exc.status_code == 429:
+            hub.events.error("rate_limited")  # a client's pace, not a bridge fault: not last_error
         return Response(body, status_code=exc.status_code, headers=exc.headers)
 
     def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -122,3 +129,32 @@ def with_websocket_fast_path(app: Litestar) -> Any:
             await app(scope, receive, send)
 
     return entry
+
+
+def server_stack(
+    config: BridgeConfig, store: Store, hub: Hub, *, port: int, metrics: BridgeMetrics | None
+) -> tuple[Litestar, Any]:
+    """The app, and the ASGI callable uvicorn serves: the app inside metrics, access log and limits.
+
+    Outermost first::
+
+        metrics -> access log -> connection cap (WebSocket) -> agent-socket fast path -> Litestar:
+            CORS -> exception handlers -> connection cap (HTTP) -> rate limit -> handler
+
+    Metrics and the access log see every request, 404s, 429s and 503s included. The HTTP cap and
+    the rate limit sit inside Litestar's CORS layer, so a browser can read their 503/429. Agent
+    sockets take the fast path around Litestar, so the WebSocket half of the cap wraps that.
+    ``app.state.rate_limit`` is the rate-limit config (``None`` when off), for pruning.
+    """
+    gate = ConnectionGate(config.max_connections, on_reject=functools.partial(hub.events.error, "overloaded"))
+    rate_limit = rate_limit_config(config)
+    middleware: list[Any] = [functools.partial(gate.middleware, scopes=frozenset({"http"}))]
+    if rate_limit is not None:
+        middleware.append(rate_limit.middleware)
+    app = create_app(config, store, hub, port=port, middleware=middleware)
+    app.state.rate_limit = rate_limit
+    asgi: Any = gate.middleware(with_websocket_fast_path(app), scopes=frozenset({"websocket"}))
+    asgi = AccessLogMiddleware(asgi)
+    if metrics is not None:
+        asgi = MetricsMiddleware(asgi, metrics)
+    return app, asgi

@@ -193,11 +193,17 @@ class ConnectionGate:
     read the 503) while the WebSocket part wraps a fast path that bypasses Litestar.
     """
 
-    def __init__(self, limit: int, exempt_paths: frozenset[str] = frozenset({"/health"})) -> None:
+    def __init__(
+        self,
+        limit: int,
+        exempt_paths: frozenset[str] = frozenset({"/health"}),
+        on_reject: Callable[[], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.active = 0
         self.rejected = 0
         self.exempt_paths = exempt_paths
+        self.on_reject = on_reject
         self._body = json.dumps(
             {"error": f"server at its limit of {limit} connections; retry shortly", "status": 503}
         ).encode()
@@ -209,6 +215,8 @@ class ConnectionGate:
                 return
             if self.active >= self.limit:
                 self.rejected += 1
+                if self.on_reject is not None:
+                    self.on_reject()
                 await self._refuse(scope, receive, send)
                 return
             self.active += 1

@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import CLOSE_UNAUTHORIZED, Connection, Hub
+from aibridge.server.limits import TokenBucket
+from aibridge.server.logs import log_ws_connected, log_ws_disconnected
 from aibridge.server.protocol import (
     ProtocolError,
     build_envelope,
@@ -87,11 +89,18 @@ class WebSocketEndpoint:
         conn = Connection(send, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
         self.hub.attach(conn)
         self.events.ws_connected()
+        opened = time.monotonic()
+        log_ws_connected(scope)
+        # Each socket has its own envelope budget (AI_BRIDGE_WS_RATE_MAX per second, 0 = off).
+        rate = self.config.ws_rate_max
+        bucket = TokenBucket(rate) if rate > 0 else None
+        code: int | None = None
         try:
-            await self._read_loop(conn, receive)
+            code = await self._read_loop(conn, receive, bucket)
         finally:
             await self.hub.detach(conn)
             self.events.ws_disconnected()
+            log_ws_disconnected(scope, conn.agent_id, code, time.monotonic() - opened)
 
     def _check_handshake(self, scope: dict[str, Any]) -> tuple[int, str] | bool:
         """``(status, error)`` to refuse the handshake, else whether it carried a valid token."""
@@ -114,19 +123,21 @@ class WebSocketEndpoint:
             return 401, "unauthorized"
         return True
 
-    async def _read_loop(self, conn: Connection, receive: Receive) -> None:
+    async def _read_loop(self, conn: Connection, receive: Receive, bucket: TokenBucket | None) -> int | None:
+        """Handle frames until the socket ends; the close code, when known."""
         while True:
             message = await receive()
             if message["type"] != "websocket.receive":
-                if message.get("code") == 1009:
+                code: int | None = message.get("code")
+                if code == 1009:
                     self.hub.record_error("oversize", "frame over the size limit")
-                return
+                return code
             conn.last_seen = time.time()
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
             try:
-                await self._handle(conn, data)
+                await self._handle(conn, data, bucket)
             except ProtocolError as error:
                 self.hub.record_error(error.code, error.message)
                 await conn.write(encode(error.frame()))
@@ -135,13 +146,13 @@ class WebSocketEndpoint:
                 self.hub.record_error("internal", "internal error while handling a frame")
                 await conn.write(encode({"type": "error", "error": "internal", "message": "internal error"}))
             if conn.closed:
-                return
+                return None
 
-    async def _handle(self, conn: Connection, data: str | bytes) -> None:
+    async def _handle(self, conn: Connection, data: str | bytes, bucket: TokenBucket | None) -> None:
         frame = decode_frame(data)
         kind = frame["type"]
         if kind == "envelope":
-            await self._envelope(conn, frame)
+            await self._envelope(conn, frame, bucket)
         elif kind == "heartbeat":
             return  # receiving it refreshed lastSeen; no reply, like the older bridge
         elif kind == "ack":
@@ -164,10 +175,18 @@ class WebSocketEndpoint:
                 "unknown_type", f"unknown frame type {kind!r}; expected register, heartbeat, envelope or ack"
             )
 
-    async def _envelope(self, conn: Connection, frame: dict[str, Any]) -> None:
+    async def _envelope(self, conn: Connection, frame: dict[str, Any], bucket: TokenBucket | None) -> None:
         if conn.agent_id is None:
             self.events.envelope("rejected")
             raise ProtocolError("not_registered", "send a register frame before envelopes")
+        if bucket is not None and not bucket.take():
+            # An error frame, not a disconnect: the agent slows down and keeps its socket.
+            self.events.envelope("rejected")
+            raise ProtocolError(
+                "rate_limited",
+                f"over {self.config.ws_rate_max} envelopes/s on this connection; envelope not accepted",
+                **_envelope_id(frame),
+            )
         try:
             envelope, text = build_envelope(
                 frame.get("envelope"),
@@ -185,6 +204,13 @@ class WebSocketEndpoint:
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
         if conn.confirm:
             await conn.write(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
+
+
+def _envelope_id(frame: dict[str, Any]) -> dict[str, str]:
+    """``{"id": …}`` when the refused envelope carried a string id, so the agent can resend it."""
+    envelope = frame.get("envelope")
+    given = envelope.get("id") if isinstance(envelope, dict) else None
+    return {"id": given} if isinstance(given, str) else {}
 
 
 def _ack_ids(frame: dict[str, Any]) -> list[str]:
