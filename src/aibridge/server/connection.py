@@ -42,6 +42,8 @@ CLOSE_EXPIRED = 4408
 
 CLOSE_SLOW = 1013
 """The agent stopped reading its frames ("try again later")."""
+CLOSE_STORE_DOWN = 1013
+"""The store could not be read while registering (Redis lost): reconnect and replay later."""
 SOFT_BACKLOG = 1024
 """Unsent frames for one agent beyond which senders to it wait for it (flow control)."""
 MAX_BACKLOG = 8192

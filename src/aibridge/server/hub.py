@@ -23,12 +23,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.connection import (
     CLOSE_EXPIRED,
     CLOSE_REPLACED,
     CLOSE_RESTART,
     CLOSE_SLOW,
+    CLOSE_STORE_DOWN,
     CLOSE_UNAUTHORIZED,
     Connection,
 )
@@ -215,6 +217,17 @@ class Hub:
             await previous.close(CLOSE_REPLACED, "clientId registered by a newer connection")
         if self.backplane is not None:
             await self.backplane.announce(agent_id)
+        try:
+            await self._welcome(conn, agent_id)
+        except StoreError as exc:
+            # Left half-registered the agent would stay "replaying" and miss every live envelope;
+            # closed, it reconnects and replays its whole queue (at least once).
+            log.warning("registering %s: %s; closing so it reconnects", agent_id, exc)
+            self.record_error("internal", str(exc))
+            await conn.close(CLOSE_STORE_DOWN, "store unavailable, reconnect")
+
+    async def _welcome(self, conn: Connection, agent_id: str) -> None:
+        """Send ``registered`` with a history snapshot, then replay the agent's queue."""
         # Only what this agent could have received: broadcasts and its own direct messages
         # (the older bridge showed everyone's direct messages to every newcomer, B16).
         recent = await self.store.history(SNAPSHOT_SIZE * 5)
