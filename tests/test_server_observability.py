@@ -258,9 +258,14 @@ def test_json_log_lines_one_per_request_without_payload_query_or_token(tmp_path:
             await envelope(ws, to="someone", payload={"secret": canary})
             assert (await recv(ws))["type"] == "accepted"
             await ws.close()
+            with pytest.raises(InvalidStatus):  # a wrong token in the query: refused, not logged
+                await websockets.connect(f"{bridge.ws_url}?token={TOKEN}-wrong", open_timeout=5)
 
         asyncio.run(talk())
-        log = wait_until(lambda: '"ws_disconnect"' in (text := bridge.log()) and text, what="disconnect line")
+        log = wait_until(
+            lambda: '"ws_disconnect"' in (text := bridge.log()) and '/ws\\" 401' in text and text,
+            what="the disconnect and refusal lines",
+        )
 
     lines = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line parses
     assert all({"time", "level", "logger", "msg"} <= line.keys() for line in lines)
@@ -273,4 +278,8 @@ def test_json_log_lines_one_per_request_without_payload_query_or_token(tmp_path:
     startup = next(line for line in lines if "config" in line)
     assert startup["version"] == __version__ and startup["config"]["auth_token"] == "***"
     assert TOKEN not in log and canary not in log and "limit=3" not in log
-    assert "connection open" not in log
+    # uvicorn's WebSocket lines: the refusal stays (query cut), repeats and spurious errors go.
+    refusals = [line["msg"] for line in lines if '"WebSocket /ws' in line["msg"]]
+    assert len(refusals) == 1 and refusals[0].endswith('"WebSocket /ws" 401'), refusals
+    assert "connection open" not in log and "[accepted]" not in log and "connection rejected" not in log
+    assert [line for line in lines if line["level"] == "error"] == []

@@ -157,17 +157,30 @@ class _WriterHandler(logging.handlers.QueueHandler):
         super().close()
 
 
+_UVICORN_WS_NOISE = frozenset(
+    {
+        "connection open",
+        "connection closed",
+        '%s - "WebSocket %s" [accepted]',  # our "WS connect" line says more
+        "connection rejected (%d %s)",  # repeats the handshake line before it
+        # websockets-sansio logs this at ERROR after every complete denial response (our 401/403/
+        # 503 handshake refusals), https://github.com/Kludex/uvicorn/pull/3138; our endpoint
+        # always accepts or refuses, so the line is never a real fault here.
+        "ASGI callable returned without completing handshake.",
+    }
+)
+
+
 class _UvicornWsLines(logging.Filter):
     """Keeps secrets and noise out of uvicorn's WebSocket lines.
 
     Its handshake lines log the path *with the query string*, where agents may carry
-    ``?token=``: the query is cut. Its bare "connection open/closed" lines are dropped (ours say
-    more: agent, code, duration); the handshake lines ('"WebSocket /ws" 403') stay, as the only
-    trace of refused handshakes.
+    ``?token=``: the query is cut. Lines that repeat ours, or are spurious, are dropped; the
+    refused-handshake lines ('"WebSocket /ws" 401') stay, as the only trace of refusals.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in ("connection open", "connection closed"):
+        if record.msg in _UVICORN_WS_NOISE:
             return False
         args = record.args
         handshake = isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"')
