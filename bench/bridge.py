@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/bridge.py [--store memory|sqlite] [--env NAME=VALUE ...] [--messages N]
 
-Figures: ``/health`` req/s with ``wrk -t2 -c50 -d10s``; WebSocket direct routing (envelopes/s)
+Figures: ``/health`` req/s with ``wrk -t2 -c50 -d10s``, as shipped (access log at info, metrics and
+limits on; the log goes to a file) and with logging at warning, and the cost of logging in
+percent (paired runs, median over ``--rounds``); WebSocket direct routing (envelopes/s)
 and broadcast to 10 agents (deliveries/s) with the client pattern of performance.md (register,
 wait for ``registered``, the sender pipelines N envelopes, the clock stops at the last
 delivery); RSS idle and with 1,000 registered agents. Everything runs on 127.0.0.1.
@@ -20,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,8 @@ import httpx
 
 TARGETS = {
     "health": (9_000, "req/s", ">="),
+    "health_quiet": (9_000, "req/s", ">="),
+    "log_cost": (15, "%", "<="),
     "direct": (32_000, "envelopes/s", ">="),
     "broadcast": (100_000, "deliveries/s", ">="),
     "rss_idle": (60, "MiB", "<="),
@@ -47,8 +52,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def bridge(store: str, extra_env: dict[str, str]) -> Iterator[tuple[int, int]]:
-    """A real server subprocess: yields (port, pid)."""
+def bridge(store: str, extra_env: dict[str, str], log_to: Path | None = None) -> Iterator[tuple[int, int]]:
+    """A real server subprocess: yields (port, pid). Its output goes to ``log_to`` when given."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AI_BRIDGE_") and k != "PORT"}
@@ -66,7 +71,9 @@ def bridge(store: str, extra_env: dict[str, str]) -> Iterator[tuple[int, int]]:
         )
         env.update(extra_env)
         cmd = [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        process = subprocess.Popen(cmd, env=env, cwd=data_dir)
+        with contextlib.ExitStack() as files:
+            output = files.enter_context(log_to.open("ab")) if log_to else None
+            process = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=output, stderr=output)
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -114,6 +121,35 @@ def wrk_health(port: int, duration: str) -> float:
     if non2xx:
         print(f"  warning: {non2xx.group(1)} non-2xx responses")
     return float(match.group(1))
+
+
+SHIPPED = {
+    "AI_BRIDGE_LOG_LEVEL": "info",
+    "AI_BRIDGE_RATE_MAX": "200",
+    "AI_BRIDGE_WS_RATE_MAX": "5000",
+    "AI_BRIDGE_MAX_CONNECTIONS": "1000",
+}
+"""The defaults the bench otherwise turns off: /health is measured with them on."""
+
+
+def health_figures(store: str, extra: dict[str, str], duration: str, rounds: int) -> None:
+    """/health req/s as shipped and with logging at warning; the logging cost of each pair."""
+    logged: list[float] = []
+    quiet: list[float] = []
+    costs: list[float] = []
+    for _ in range(rounds):
+        for level, figures in (("info", logged), ("warning", quiet)):
+            with tempfile.TemporaryDirectory() as tmp:
+                log = Path(tmp, "bridge.log")
+                env = {**SHIPPED, **extra, "AI_BRIDGE_LOG_LEVEL": level}
+                with bridge(store, env, log_to=log) as (port, _):
+                    figures.append(wrk_health(port, duration))
+                lines = log.read_text(errors="replace").count("aibridge.access")
+            print(f"  log level {level}: {figures[-1]:,.0f} req/s, {lines:,} access lines written")
+        costs.append(100 * (quiet[-1] - logged[-1]) / quiet[-1])
+    report("health", statistics.median(logged))
+    report("health_quiet", statistics.median(quiet))
+    report("log_cost", statistics.median(costs))
 
 
 async def _agent(session: aiohttp.ClientSession, url: str, client_id: str) -> aiohttp.ClientWebSocketResponse:
@@ -223,7 +259,7 @@ def report(name: str, value: float) -> None:
     target, unit, op = TARGETS[name]
     ok = value >= target if op == ">=" else value <= target
     print(
-        f"{name:<10} {value:>12,.0f} {unit:<13} target {op} {target:,}  {'ok' if ok else 'MISSED'}",
+        f"{name:<12} {value:>12,.0f} {unit:<13} target {op} {target:,}  {'ok' if ok else 'MISSED'}",
         flush=True,
     )
 
@@ -234,6 +270,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server env")
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--duration", default="10s", help="wrk duration")
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of /health runs (logging on/off)")
     parser.add_argument("--only", choices=sorted(TARGETS), action="append", help="run only these figures")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
@@ -242,12 +279,12 @@ def main() -> None:
     with bridge(args.store, extra) as (port, pid):
         if "rss_idle" in only:
             report("rss_idle", rss_mib(pid))
-        if "health" in only:
-            report("health", wrk_health(port, args.duration))
         if "direct" in only:
             report("direct", asyncio.run(routing(port, pid, args.messages, 1)))
         if "broadcast" in only:
             report("broadcast", asyncio.run(routing(port, pid, args.messages, 10)))
+    if only & {"health", "health_quiet", "log_cost"}:
+        health_figures(args.store, extra, args.duration, args.rounds)
     if "rss_1000" in only:
         with bridge(args.store, extra) as (port, pid):
             report("rss_1000", asyncio.run(rss_with_agents(port, pid, 1000)))
