@@ -193,3 +193,30 @@ async def test_redis_lost_and_back_health_degraded_then_ok(
     assert sent["status"] == "delivered"
     assert (await envelope(frank))["payload"] == {"back": True}
     await frank.close()
+
+
+async def test_pipelined_sends_keep_order_and_every_ack_lands(
+    pair: tuple[BridgeProcess, BridgeProcess],
+) -> None:
+    """Senders without confirm do not wait for Redis; writes still land in order, acks after accepts."""
+    a, b = pair
+    sender = await register(a, "hasty")
+    quick = await register(a, "quick")  # fire-and-forget: acked by the hub right after the write
+    careful = await register(a, "careful", ack=True)
+    total = 1000
+    for n in range(total):
+        for to in ("quick", "careful"):
+            body = {"type": "envelope", "envelope": {"to": to, "payload": {"n": n}}}
+            await sender.send(json.dumps(body))
+    got_quick = [(await envelope(quick))["payload"]["n"] for _ in range(total)]
+    careful_envelopes = [await envelope(careful) for _ in range(total)]
+    assert got_quick == list(range(total))
+    assert [e["payload"]["n"] for e in careful_envelopes] == list(range(total))
+    await until("careful's envelopes queued until acked", lambda: health(b)["queuedMessages"] == total)
+    await careful.send(json.dumps({"type": "ack", "ids": [e["id"] for e in careful_envelopes]}))
+    # Had an ack overtaken its accept, the entry would stay queued for ever.
+    await until("every queue entry acked", lambda: health(b)["queuedMessages"] == 0)
+    history = httpx.get(f"{b.url}/history", params={"limit": 1000}, timeout=10).json()["history"]
+    assert [e["payload"]["n"] for e in history if e["to"] == "quick"] == list(range(500, 1000))
+    for ws in (sender, quick, careful):
+        await ws.close()

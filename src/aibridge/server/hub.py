@@ -36,7 +36,7 @@ from aibridge.server.connection import (
 )
 from aibridge.server.events import BridgeEvents, NullEvents
 from aibridge.server.protocol import PROTOCOL, Envelope, Registration, delivery_frame, encode, new_id
-from aibridge.server.store.base import AcceptResult, Store
+from aibridge.server.store.base import AcceptResult, QueueFullError, Store
 
 __all__ = (
     "CLOSE_EXPIRED",
@@ -95,6 +95,7 @@ class Routed:
     recipients: int
 
 
+_NOTHING_DROPPED = AcceptResult()
 _DELIVERED = Routed("delivered", 1)
 _QUEUED = Routed("queued", 0)
 
@@ -125,7 +126,12 @@ class Hub:
         # Stores that can record now and commit later (SQLite's group commit) let the router
         # deliver without waiting for a commit; only callers that promise durability wait.
         self._accept_nowait: Callable[..., AcceptResult] | None = getattr(store, "accept_nowait", None)
-        self._ack_nowait: Callable[[str, Sequence[str]], int] | None = getattr(store, "ack_nowait", None)
+        # Redis cannot answer without a round trip: ``accept_later`` queues the write in order and
+        # reports back through ``_settled``; the router uses it only where nothing can overtake it.
+        self._accept_later: Callable[..., None] | None = getattr(store, "accept_later", None)
+        self._ack_later: Callable[[str, Sequence[str]], object] | None = getattr(
+            store, "ack_nowait", getattr(store, "ack_later", None)
+        )
         self._durable: Callable[[], Awaitable[None]] | None = getattr(store, "durable", None)
         self._task: asyncio.Task[None] | None = None
 
@@ -263,15 +269,29 @@ class Hub:
 
     # -- routing ---------------------------------------------------------------------------------
 
-    async def _accept(self, envelope: Envelope, text: str, queue_for: Sequence[str]) -> AcceptResult:
+    async def _accept(
+        self, envelope: Envelope, text: str, queue_for: Sequence[str], later: bool
+    ) -> AcceptResult:
+        """Record ``envelope``; with ``later`` (a sender promised nothing) without awaiting Redis."""
         if self._accept_nowait is not None:
             return self._accept_nowait(envelope, len(text), queue_for, text=text)
+        if later and self._accept_later is not None:
+            self._accept_later(envelope, len(text), queue_for, self._settled)
+            return _NOTHING_DROPPED  # the real count arrives in _settled
         return await self.store.accept(envelope, len(text), queue_for)
+
+    def _settled(self, outcome: AcceptResult | QueueFullError | StoreError) -> None:
+        if isinstance(outcome, QueueFullError):
+            self.events.envelope("rejected")
+        elif isinstance(outcome, StoreError):
+            self.record_error("internal", str(outcome))
+        elif outcome.dropped:
+            self.events.envelope("dropped", outcome.dropped)
 
     async def _delivered(self, recipient: str, envelope_id: str) -> None:
         """A fire-and-forget agent got it: it leaves the queue."""
-        if self._ack_nowait is not None:
-            self._ack_nowait(recipient, (envelope_id,))
+        if self._ack_later is not None:
+            self._ack_later(recipient, (envelope_id,))
         else:
             await self.store.ack(recipient, (envelope_id,))
 
@@ -281,19 +301,21 @@ class Hub:
         With ``durable`` it returns only once the store has committed the envelope (for the
         HTTP 202 and the ``accepted`` frame); without, delivery does not wait for the commit.
         """
-        routed = await self._route(envelope, text)
+        routed = await self._route(envelope, text, durable)
         if durable and self._durable is not None:
             await self._durable()
         return routed
 
-    async def _route(self, envelope: Envelope, text: str) -> Routed:
+    async def _route(self, envelope: Envelope, text: str, durable: bool) -> Routed:
         to = envelope["to"]
         if to is not None:
-            return await self._direct(envelope, text, to)
+            return await self._direct(envelope, text, to, durable)
         sender = envelope["from"]
         targets = [c for a, c in self.agents.items() if a != sender]
         queue_for = [c.agent_id for c in targets if (c.ack or c.replaying) and c.agent_id is not None]
-        result = await self._accept(envelope, text, queue_for)
+        # A replaying agent's replay must see the entry: no deferred write then.
+        later = not durable and not any(c.replaying for c in targets)
+        result = await self._accept(envelope, text, queue_for, later)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
@@ -311,8 +333,12 @@ class Hub:
         self.events.envelope("broadcast")
         return Routed("delivered", delivered)
 
-    async def _direct(self, envelope: Envelope, text: str, to: str) -> Routed:
-        result = await self._accept(envelope, text, (to,))
+    async def _direct(self, envelope: Envelope, text: str, to: str, durable: bool) -> Routed:
+        local = self.agents.get(to)
+        # Deferred only for a local agent that reads live: its ack follows the write in order.
+        # A remote one could ack through its own process before our write lands.
+        later = not durable and local is not None and not local.replaying
+        result = await self._accept(envelope, text, (to,), later)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)

@@ -1,8 +1,11 @@
 """The shared store for several machines: history, queues and tasks in Redis (redis-py asyncio).
 
 Every write is one Lua script (see :mod:`._redis_scripts`), so a cap check and its write
-are atomic even with many bridge processes writing at once. Writes made in one event-loop
-pass go out as one pipeline (one round trip), as the SQLite store groups its commits.
+are atomic even with many bridge processes writing at once. Writes go out as pipelines, one
+in flight at a time: what is written while one is on its way leaves in the next (one round
+trip for all of them, as the SQLite store groups its commits), and writes reach Redis in the
+order they were made, so an ack never overtakes its accept. ``accept_later``/``ack_later``
+queue a write without waiting for its reply (the hub uses them for senders promised nothing).
 ``stats()`` is a snapshot: every script returns the fresh counters, and a background task
 re-reads them once a second (four O(1) commands) to see what other machines wrote.
 """
@@ -11,27 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
+from aibridge.server.store._redis_pipeline import ScriptPipeline
 from aibridge.server.store._redis_scripts import ACCEPT, ACK, DROP_QUEUE
 from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, StoreStats
 
 __all__ = ("RedisStore", "redact_url")
 
+log = logging.getLogger("aibridge.store")
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _T = TypeVar("_T")
-_Call = tuple[AsyncScript, list[str], Sequence[Any], "asyncio.Future[list[Any]]"]
 STATS_REFRESH_S = 1.0
 
 
@@ -79,8 +84,7 @@ class RedisStore:
         self._ack = self._redis.register_script(ACK)
         self._drop = self._redis.register_script(DROP_QUEUE)
         self._snapshot = StoreStats(0, 0, 0, 0)
-        self._batch: list[_Call] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._writes = ScriptPipeline(self._redis, self._url)
         self._version = 0
         self._refresher: asyncio.Task[None] | None = None
 
@@ -94,8 +98,7 @@ class RedisStore:
         self._refresher = asyncio.create_task(self._refresh_forever(), name="aibridge-redis-stats")
 
     async def close(self) -> None:
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
+        await self._writes.flush()  # everything written so far reaches Redis first
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,50 +112,6 @@ class RedisStore:
         except RedisError as exc:
             raise StoreError(f"Redis at {self._url}: {exc}") from None
 
-    def _batched(
-        self, script: AsyncScript, keys: list[str], args: Sequence[Any]
-    ) -> asyncio.Future[list[Any]]:
-        """Run ``script`` in the next pipeline: the calls made in one event-loop pass share one round trip."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        self._batch.append((script, keys, args, future))
-        if len(self._batch) == 1:
-            loop.call_soon(self._send_batch)
-        return future
-
-    def _send_batch(self) -> None:
-        batch, self._batch = self._batch, []
-        task = asyncio.create_task(self._run_batch(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
-    async def _run_batch(self, batch: list[_Call]) -> None:
-        try:
-            replies = await self._evalsha_all(batch)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted or flushed its script cache; EVALSHA ran nothing, so retry.
-                for script in {id(c[0]): c[0] for c in batch}.values():
-                    script.sha = await self._redis.script_load(script.script)
-                retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-                for i, reply in zip(retry, await self._evalsha_all([batch[i] for i in retry]), strict=True):
-                    replies[i] = reply
-        except (RedisError, OSError) as exc:
-            replies = [exc] * len(batch)
-        for (*_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # the caller was cancelled
-            if isinstance(reply, Exception):
-                future.set_exception(StoreError(f"Redis at {self._url}: {reply}"))
-            else:
-                future.set_result(reply)
-
-    async def _evalsha_all(self, batch: Sequence[_Call]) -> list[Any]:
-        # EVALSHA straight on the pipeline: Script objects would add a SCRIPT EXISTS round trip.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
-
     def _queue_keys(self, recipient: str) -> list[str]:
         return [f"{self._p}:q:{recipient}", f"{self._p}:qb:{recipient}"]
 
@@ -164,6 +123,35 @@ class RedisStore:
         return int(reply[0])
 
     async def accept(self, envelope: Envelope, size: int, queue_for: Sequence[str] = ()) -> AcceptResult:
+        return self._accepted(
+            await self._writes.call(self._accept, *self._accept_call(envelope, size, queue_for))
+        )
+
+    def accept_later(
+        self,
+        envelope: Envelope,
+        size: int,
+        queue_for: Sequence[str] = (),
+        done: Callable[[AcceptResult | QueueFullError | StoreError], None] | None = None,
+    ) -> None:
+        """Queue the accept without waiting; ``done`` gets its result (or refusal) once Redis replied."""
+        future = self._writes.call(self._accept, *self._accept_call(envelope, size, queue_for))
+
+        def settled(_: asyncio.Future[list[Any]]) -> None:
+            outcome: AcceptResult | QueueFullError | StoreError
+            try:
+                outcome = self._accepted(future.result())
+            except (QueueFullError, StoreError) as exc:
+                outcome = exc
+                log.warning("envelope %s not stored: %s", envelope.get("id"), exc)
+            if done is not None:
+                done(outcome)
+
+        future.add_done_callback(settled)
+
+    def _accept_call(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str]
+    ) -> tuple[list[str], list[str | bytes | int | float]]:
         config = self._config
         recipients = list(dict.fromkeys(queue_for))
         keys = [self._hist, self._stats, self._queues, *self._task_keys]
@@ -186,7 +174,10 @@ class RedisStore:
             _text(envelope.get("timestamp")),
             *recipients,
         ]
-        reply = await self._batched(self._accept, keys, args)
+        return keys, args
+
+    def _accepted(self, reply: list[Any]) -> AcceptResult:
+        config = self._config
         if reply[0] == -1:
             raise QueueFullError(f"offline queue limit reached ({config.max_queues} queues)")
         if reply[0] == -2:
@@ -207,7 +198,20 @@ class RedisStore:
             return 0
         keys = [self._hist, self._stats, self._queues, *self._queue_keys(recipient)]
         args: list[str | int] = [recipient, int(time.time() * 1000), *envelope_ids]
-        return self._update(await self._batched(self._ack, keys, args))
+        return self._update(await self._writes.call(self._ack, keys, args))
+
+    def ack_later(self, recipient: str, envelope_ids: Sequence[str]) -> None:
+        """Queue the ack without waiting (a lost one only means a redelivery: at least once)."""
+        keys = [self._hist, self._stats, self._queues, *self._queue_keys(recipient)]
+        future = self._writes.call(self._ack, keys, [recipient, int(time.time() * 1000), *envelope_ids])
+
+        def settled(_: asyncio.Future[list[Any]]) -> None:
+            if future.exception() is None:
+                self._update(future.result())
+            else:
+                log.warning("ack for %s not stored: %s", recipient, future.exception())
+
+        future.add_done_callback(settled)
 
     async def expire_queues(self, idle_ms: int, keep: Sequence[str] = ()) -> int:
         cutoff = int(time.time() * 1000) - idle_ms
