@@ -338,6 +338,8 @@ class Hub:
         # Deferred only for a local agent that reads live: its ack follows the write in order.
         # A remote one could ack through its own process before our write lands.
         later = not durable and local is not None and not local.replaying
+        if later and self._accept_later is not None and local is not None and not local.ack:
+            return await self._hand_over(envelope, text, to, local)
         result = await self._accept(envelope, text, (to,), later)
         self.messages_processed += 1
         if result.dropped:
@@ -359,6 +361,24 @@ class Hub:
                 return _DELIVERED
         self.events.envelope("queued")
         return _QUEUED
+
+    async def _hand_over(self, envelope: Envelope, text: str, to: str, conn: Connection) -> Routed:
+        """Redis, a live fire-and-forget recipient, a sender promised nothing: write, then record.
+
+        Queue, write and ack would be two Redis scripts per envelope; the queue entry is only
+        needed when the write fails, so the one deferred write carries it only then.
+        """
+        assert self._accept_later is not None
+        written = await conn.write(delivery_frame(text))
+        self._accept_later(envelope, len(text), () if written else (to,), self._settled)
+        self.messages_processed += 1
+        if not written:
+            self.events.envelope("queued")
+            return _QUEUED
+        if conn.backlog is not None:
+            await conn.wait_for_room()
+        self.events.envelope("delivered")
+        return _DELIVERED
 
     async def on_remote(self, message: RemoteMessage) -> None:
         """What another process published: deliver to our agents, or let go of a claimed id."""
