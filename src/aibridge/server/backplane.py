@@ -9,6 +9,9 @@
   at-least-once promise stays with the shared store: the hub queues a direct envelope in
   Redis *before* publishing it, and the receiving hub acks it only after delivery, so
   nothing acknowledged is lost if either machine dies.
+* **Publishing**: PUBLISHes go out as pipelines, one in flight at a time, so a busy bridge
+  sends many per round trip and they reach Redis in the order they were made. A broadcast
+  does not wait for its reply; a direct publish does (its receiver count says "delivered").
 * **Health**: ``healthy`` is false while Redis is unreachable; a listener task reconnects
   with capped exponential backoff, and ``/health`` reports ``degraded`` meanwhile.
 
@@ -123,6 +126,8 @@ class RedisBackplane:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
         self._refresh_ok = True
+        self._outbox: list[tuple[str, bytes, asyncio.Future[int]]] = []
+        self._publisher: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -152,6 +157,8 @@ class RedisBackplane:
                 await task
         self._tasks = []
         self._subscribed.clear()
+        if self._publisher is not None:
+            await self._publisher  # broadcasts made before the drain still go out
         for agent_id in list(self._local):
             await self.withdraw(agent_id)
         await self._redis.aclose()
@@ -188,19 +195,39 @@ class RedisBackplane:
     async def publish_direct(self, instance: str, envelope: Envelope) -> bool:
         """Hand ``envelope`` to ``instance``'s hub; ``False`` if nobody there is listening."""
         message = _encode({"k": "direct", "o": self.instance_id, "e": envelope})
-        try:
-            return int(await self._redis.publish(self._channel_prefix + instance, message)) > 0
-        except _REDIS_DOWN as exc:
-            self._degraded("publish", exc)
-            return False
+        return await self._publish(self._channel_prefix + instance, message) > 0
 
     async def publish_broadcast(self, envelope: Envelope, exclude_from: str | None) -> None:
         """Send ``envelope`` to the agents of every other instance, except ``exclude_from``."""
         message = _encode({"k": "broadcast", "o": self.instance_id, "x": exclude_from, "e": envelope})
+        self._publish(self._shared_channel, message)  # not awaited: nothing to learn from it
+
+    def _publish(self, channel: str, message: bytes) -> asyncio.Future[int]:
+        """Queue a PUBLISH for the next pipeline; the future gets its receiver count (0 if Redis is down)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._outbox.append((channel, message, future))
+        if self._publisher is None:
+            self._publisher = loop.create_task(self._send_published(), name="aibridge-backplane-publish")
+        return future
+
+    async def _send_published(self) -> None:
         try:
-            await self._redis.publish(self._shared_channel, message)
-        except _REDIS_DOWN as exc:
-            self._degraded("publish", exc)
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, message, _ in batch:
+                            pipe.publish(channel, message)
+                        counts = [int(n) for n in await pipe.execute()]
+                except _REDIS_DOWN as exc:
+                    self._degraded("publish", exc)
+                    counts = [0] * len(batch)
+                for (*_, future), count in zip(batch, counts, strict=True):
+                    if not future.done():
+                        future.set_result(count)
+        finally:
+            self._publisher = None
 
     def _degraded(self, what: str, exc: Exception) -> None:
         self._refresh_ok = False
