@@ -17,6 +17,7 @@ from aibridge.ops.kpis import KpiOptions, Verdict, check_kpis
 from aibridge.ops.kpis.units import DEFAULT_THRESHOLDS, Threshold
 from kpi_app import KpiApp, run_kpi_app
 from prometheus_support import PrometheusServer, run_prometheus
+from support import run_bridge
 
 pytestmark = pytest.mark.prometheus
 
@@ -187,3 +188,27 @@ def test_org_path_and_bearer_token_reach_the_api(app: KpiApp, prometheus: Promet
         assert result.exit_code == 3
         result = runner.invoke(cli, [*args, "--token", "wrong"])
         assert result.exit_code == 2 and "refused the token (HTTP 401)" in result.stderr
+
+
+def test_promql_against_prometheus_scraping_the_real_bridge(tmp_path: Path) -> None:
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{512 * MiB}\n")
+    with run_bridge(tmp_path, {"AI_BRIDGE_CGROUP_DIR": str(cgroup)}) as bridge:
+        target = f"127.0.0.1:{bridge.metrics_port}"
+        with run_prometheus(tmp_path, [target]) as prometheus, httpx.Client(base_url=bridge.url) as client:
+            selector = f'up{{instance="{target}"}}'
+            deadline_query = f"time() - min_over_time(timestamp({selector})[1m:1s])"
+            # Traffic between checks of the condition: every scrape interval sees new /health requests.
+            prometheus.wait_for(
+                deadline_query, lambda span: client.get("/health").is_success and span >= RANGE + 1
+            )
+            options = KpiOptions(
+                url=bridge.url, metrics_url=bridge.metrics_url, prometheus=prometheus.url, range_s=RANGE
+            )
+            report = check_kpis(options)
+    assert {k.name: k.verdict for k in report.kpis} == dict.fromkeys(
+        ("uptime", "health_latency", "memory", "error_rate", "startup"), Verdict.PASS
+    ), report.to_json()
+    assert "exact" in report.kpi("health_latency").measured and "of 512 MiB" in report.kpi("memory").measured
+    assert report.exit_code == 0
