@@ -5,6 +5,9 @@ variant on a free loopback port, logs to a file, runs ``wrk -t2 -c50 -d10s`` on 
 prints req/s and the cost against the bare app. ``--url`` measures a server already running
 instead (e.g. ``aibridge serve``). Figures are indicative on a shared machine: use ``--rounds``.
 
+The figures of record (the real bridge as shipped, logging on and off) come from
+``bench/bridge.py --only health``; this script stays as the per-layer breakdown for tuning.
+
     python bench/obs_overhead.py [--duration 10] [--rounds 1] [--url http://127.0.0.1:8080/health]
 """
 
