@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aibridge.errors import AibridgeError
 
@@ -29,7 +30,8 @@ err_console = Console(stderr=True)
 
 def exit_with(error: AibridgeError) -> NoReturn:
     """Print one clear line for ``error`` and exit with its code (never a traceback)."""
-    err_console.print(f"[bold red]error:[/] {error.detail}", highlight=False, soft_wrap=True)
+    # Details quote user input and TOML paths like [[vm]]: never read them as Rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(error.detail)}", highlight=False, soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 
