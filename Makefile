@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 validate: $(STAMP)
-	$(BIN)/aibridge validate
+	$(BIN)/aibridge validate --strict
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/run_all.py
