@@ -262,10 +262,18 @@ class Hub:
                 await self.store.ack(agent_id, [e["id"] for e in fresh])
         conn.replaying = False
 
-    async def ack(self, conn: Connection, envelope_ids: Sequence[str]) -> int:
+    async def ack(self, conn: Connection, envelope_ids: Sequence[str]) -> None:
+        """The agent acknowledged these envelopes: they leave its queue.
+
+        Not awaited where the store can defer it: a lost ack only redelivers (at least once),
+        and the agent's next frames should not wait for a commit or a Redis round trip.
+        """
         if conn.agent_id is None:
-            return 0
-        return await self.store.ack(conn.agent_id, envelope_ids)
+            return
+        if self._ack_later is not None:
+            self._ack_later(conn.agent_id, envelope_ids)
+        else:
+            await self.store.ack(conn.agent_id, envelope_ids)
 
     # -- routing ---------------------------------------------------------------------------------
 
