@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 import websockets
 
 from redis_support import RedisServer, redis_server
-from support import BridgeProcess, run_bridge
+from support import BridgeProcess, free_port, run_bridge
 
 __all__ = ("redis_server",)  # the fixture, imported for pytest
 
@@ -220,3 +223,23 @@ async def test_pipelined_sends_keep_order_and_every_ack_lands(
     assert [e["payload"]["n"] for e in history if e["to"] == "quick"] == list(range(500, 1000))
     for ws in (sender, quick, careful):
         await ws.close()
+
+
+def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AI_BRIDGE_")}
+    env["AI_BRIDGE_REDIS_URL"] = f"redis://default:s3cret@127.0.0.1:{port}/0"
+    done = subprocess.run(
+        [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"error: cannot reach Redis at redis://***@127.0.0.1:{port}/0: "), errors
+    ]
+    assert "s3cret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
