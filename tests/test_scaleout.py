@@ -241,5 +241,4 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith(f"error: cannot reach Redis at redis://***@127.0.0.1:{port}/0: "), errors
-    ]
     assert "s3cret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
