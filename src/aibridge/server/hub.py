@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +36,8 @@ from aibridge.server.connection import (
 )
 from aibridge.server.events import BridgeEvents, NullEvents
 from aibridge.server.protocol import PROTOCOL, Envelope, Registration, delivery_frame, encode, new_id
-from aibridge.server.store.base import AcceptResult, QueueFullError, Store
+from aibridge.server.store.base import QueueFullError, Store
+from aibridge.server.writes import Outcome, StoreWrites
 
 __all__ = (
     "CLOSE_EXPIRED",
@@ -95,7 +96,6 @@ class Routed:
     recipients: int
 
 
-_NOTHING_DROPPED = AcceptResult()
 _DELIVERED = Routed("delivered", 1)
 _QUEUED = Routed("queued", 0)
 
@@ -123,16 +123,7 @@ class Hub:
         self.errors = 0
         self.last_error: str | None = None
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=13)
-        # Stores that can record now and commit later (SQLite's group commit) let the router
-        # deliver without waiting for a commit; only callers that promise durability wait.
-        self._accept_nowait: Callable[..., AcceptResult] | None = getattr(store, "accept_nowait", None)
-        # Redis cannot answer without a round trip: ``accept_later`` queues the write in order and
-        # reports back through ``_settled``; the router uses it only where nothing can overtake it.
-        self._accept_later: Callable[..., None] | None = getattr(store, "accept_later", None)
-        self._ack_later: Callable[[str, Sequence[str]], object] | None = getattr(
-            store, "ack_nowait", getattr(store, "ack_later", None)
-        )
-        self._durable: Callable[[], Awaitable[None]] | None = getattr(store, "durable", None)
+        self.writes = StoreWrites(store, self._settled)
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -270,25 +261,12 @@ class Hub:
         """
         if conn.agent_id is None:
             return
-        if self._ack_later is not None:
-            self._ack_later(conn.agent_id, envelope_ids)
-        else:
-            await self.store.ack(conn.agent_id, envelope_ids)
+        await self.writes.ack(conn.agent_id, envelope_ids)
 
     # -- routing ---------------------------------------------------------------------------------
 
-    async def _accept(
-        self, envelope: Envelope, text: str, queue_for: Sequence[str], later: bool
-    ) -> AcceptResult:
-        """Record ``envelope``; with ``later`` (a sender promised nothing) without awaiting Redis."""
-        if self._accept_nowait is not None:
-            return self._accept_nowait(envelope, len(text), queue_for, text=text)
-        if later and self._accept_later is not None:
-            self._accept_later(envelope, len(text), queue_for, self._settled)
-            return _NOTHING_DROPPED  # the real count arrives in _settled
-        return await self.store.accept(envelope, len(text), queue_for)
-
-    def _settled(self, outcome: AcceptResult | QueueFullError | StoreError) -> None:
+    def _settled(self, outcome: Outcome) -> None:
+        """How a deferred accept ended: only the events can still hear of it."""
         if isinstance(outcome, QueueFullError):
             self.events.envelope("rejected")
         elif isinstance(outcome, StoreError):
@@ -298,10 +276,7 @@ class Hub:
 
     async def _delivered(self, recipient: str, envelope_id: str) -> None:
         """A fire-and-forget agent got it: it leaves the queue."""
-        if self._ack_later is not None:
-            self._ack_later(recipient, (envelope_id,))
-        else:
-            await self.store.ack(recipient, (envelope_id,))
+        await self.writes.ack(recipient, (envelope_id,))
 
     async def route(self, envelope: Envelope, text: str, *, durable: bool = True) -> Routed:
         """Record ``envelope`` (JSON ``text``) and deliver or queue it. ``QueueFullError`` refuses it.
@@ -310,8 +285,8 @@ class Hub:
         HTTP 202 and the ``accepted`` frame); without, delivery does not wait for the commit.
         """
         routed = await self._route(envelope, text, durable)
-        if durable and self._durable is not None:
-            await self._durable()
+        if durable:
+            await self.writes.durable()
         return routed
 
     async def _route(self, envelope: Envelope, text: str, durable: bool) -> Routed:
@@ -323,7 +298,7 @@ class Hub:
         queue_for = [c.agent_id for c in targets if (c.ack or c.replaying) and c.agent_id is not None]
         # A replaying agent's replay must see the entry: no deferred write then.
         later = not durable and not any(c.replaying for c in targets)
-        result = await self._accept(envelope, text, queue_for, later)
+        result = await self.writes.accept(envelope, text, queue_for, later)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
@@ -346,9 +321,9 @@ class Hub:
         # Deferred only for a local agent that reads live: its ack follows the write in order.
         # A remote one could ack through its own process before our write lands.
         later = not durable and local is not None and not local.replaying
-        if later and self._accept_later is not None and local is not None and not local.ack:
+        if later and self.writes.defers_accepts and local is not None and not local.ack:
             return await self._hand_over(envelope, text, to, local)
-        result = await self._accept(envelope, text, (to,), later)
+        result = await self.writes.accept(envelope, text, (to,), later)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
@@ -376,9 +351,8 @@ class Hub:
         Queue, write and ack would be two Redis scripts per envelope; the queue entry is only
         needed when the write fails, so the one deferred write carries it only then.
         """
-        assert self._accept_later is not None
         written = await conn.write(delivery_frame(text))
-        self._accept_later(envelope, len(text), () if written else (to,), self._settled)
+        self.writes.accept_later(envelope, text, () if written else (to,))
         self.messages_processed += 1
         if not written:
             self.events.envelope("queued")

@@ -1,0 +1,82 @@
+"""``StoreWrites``: how the hub writes to its store — at once, deferred, or until durable.
+
+Stores differ in what they can promise without waiting:
+
+* memory: every call is done when it returns;
+* SQLite (``accept_nowait``/``ack_nowait``/``durable``): a write is recorded at once (order,
+  caps and counts decided synchronously) and committed with the next group; ``durable()``
+  waits for that commit;
+* Redis (``accept_later``/``ack_later``): a write is queued, in order, for the next
+  pipeline; its result arrives later through a callback.
+
+The hub waits only where it promised something (HTTP 202, the ``accepted`` frame) or where a
+deferred write could be overtaken (see ``Hub._direct``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from aibridge.errors import StoreError
+from aibridge.server.protocol import Envelope
+from aibridge.server.store.base import AcceptResult, QueueFullError, Store
+
+__all__ = ("Outcome", "StoreWrites")
+
+Outcome = AcceptResult | QueueFullError | StoreError
+"""What a deferred accept turned out to be."""
+
+_NOTHING_DROPPED = AcceptResult()
+
+
+class StoreWrites:
+    """The hub's writes to ``store``; ``settled`` hears how each deferred accept ended."""
+
+    def __init__(self, store: Store, settled: Callable[[Outcome], None]) -> None:
+        self.store = store
+        self._settled = settled
+        self._accept_nowait: Callable[..., AcceptResult] | None = getattr(store, "accept_nowait", None)
+        self._accept_later: Callable[..., None] | None = getattr(store, "accept_later", None)
+        self._ack_later: Callable[[str, Sequence[str]], object] | None = getattr(
+            store, "ack_nowait", getattr(store, "ack_later", None)
+        )
+        self._durable: Callable[[], Awaitable[None]] | None = getattr(store, "durable", None)
+
+    @property
+    def defers_accepts(self) -> bool:
+        """Whether ``later`` accepts skip a round trip (Redis): worth routing around."""
+        return self._accept_later is not None
+
+    async def accept(
+        self, envelope: Envelope, text: str, queue_for: Sequence[str], later: bool
+    ) -> AcceptResult:
+        """Record ``envelope``; with ``later`` (a sender promised nothing) without awaiting Redis.
+
+        ``QueueFullError`` refuses it when the store decides at once (memory, SQLite, awaited Redis).
+        """
+        if self._accept_nowait is not None:
+            return self._accept_nowait(envelope, len(text), queue_for, text=text)
+        if later and self._accept_later is not None:
+            self._accept_later(envelope, len(text), queue_for, self._settled)
+            return _NOTHING_DROPPED  # the real count arrives through ``settled``
+        return await self.store.accept(envelope, len(text), queue_for)
+
+    def accept_later(self, envelope: Envelope, text: str, queue_for: Sequence[str]) -> None:
+        """Queue the accept (only when :attr:`defers_accepts`); ``settled`` hears the result."""
+        assert self._accept_later is not None
+        self._accept_later(envelope, len(text), queue_for, self._settled)
+
+    async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> None:
+        """Take these entries out of ``recipient``'s queue, without waiting where the store allows.
+
+        A lost ack only redelivers (at least once), so nothing waits for its commit.
+        """
+        if self._ack_later is not None:
+            self._ack_later(recipient, envelope_ids)
+        else:
+            await self.store.ack(recipient, envelope_ids)
+
+    async def durable(self) -> None:
+        """Return once everything recorded so far is committed (at once for other stores)."""
+        if self._durable is not None:
+            await self._durable()
