@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.serialization import decode_json, encode_json
 from litestar.stores.memory import MemoryStore
+
+from aibridge.server.asgi import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -40,11 +42,6 @@ __all__ = (
     "ws_bucket",
 )
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NEVER_LIMITED = ("^/health$",)
 """Path patterns no limit applies to: Fly's health checks and load tests hammer /health."""

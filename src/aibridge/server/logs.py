@@ -16,11 +16,12 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from aibridge.server.asgi import ASGIApp, Receive, Scope, Send, call_observed
 from aibridge.server.limits import client_ip
 from aibridge.server.metrics import UNMATCHED_ROUTE
 
@@ -36,11 +37,6 @@ __all__ = (
     "log_ws_disconnected",
 )
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Line = tuple[float, str, str, dict[str, Any]]
 """A fast-path line: (time, logger name, %-template over the fields, fields)."""
 
@@ -269,23 +265,15 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or writer is None or not access_log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        def done(status: int, seconds: float) -> None:
             fields = {
                 "method": scope["method"],
                 "route": scope.get("path_template") or UNMATCHED_ROUTE,
                 "status": status,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
                 "client": client_ip(scope),
             }
             writer.put((time.time(), "aibridge.access", ACCESS, fields))
+
+        await call_observed(self.app, scope, receive, send, done)

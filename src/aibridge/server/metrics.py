@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from aibridge.server.asgi import ASGIApp, Receive, Scope, Send, call_observed
 from aibridge.server.events import EnvelopeOutcome
 from aibridge.server.metrics_listener import MetricsServer, metrics_app, serve_metrics
 
@@ -50,11 +51,6 @@ __all__ = (
     "serve_metrics",
 )
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Includes 0.5 exactly: the KPI is "< 500 ms", so its share must be a bucket, not an interpolation."""
@@ -257,19 +253,11 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        def done(status: int, seconds: float) -> None:
+            self.observe(scope["method"], scope.get("path_template"), status, seconds)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.observe(scope["method"], scope.get("path_template"), status, time.perf_counter() - start)
+        await call_observed(self.app, scope, receive, send, done)
 
 
 if TYPE_CHECKING:

@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from aibridge.errors import ConfigError
+from aibridge.server.asgi import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from aibridge.server.config import BridgeConfig
@@ -25,11 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ("MetricsServer", "metrics_app", "serve_metrics")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("aibridge.metrics")
 
