@@ -71,7 +71,13 @@ def render_fly_toml(opts: InitOptions) -> str:
         lines.append("  # aibridge: ignore=FLY117")
     lines += ['  strategy = "rolling"', ""]
     if env:
-        lines += ["[env]", *(f'  {key} = "{value}"' for key, value in env.items()), ""]
+        lines.append("[env]")
+        if not opts.volume and opts.asgi is None:
+            lines += [
+                "  # Queues and history are in SQLite under ./data, on the machine's root disk, which a",
+                "  # deploy replaces: `aibridge init --volume` keeps them, or set AI_BRIDGE_REDIS_URL.",
+            ]
+        lines += [*(f'  {key} = "{value}"' for key, value in env.items()), ""]
     lines += [
         "[http_service]",
         f"  internal_port = {opts.port}",
