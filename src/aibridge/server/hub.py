@@ -1,13 +1,10 @@
-"""The hub: who is connected, and where each envelope goes.
+"""The hub: where each envelope goes (who is connected is :mod:`aibridge.server.registry`).
 
 Routing (issue 2): ``to`` set → that agent now, else its queue; no ``to`` → every registered
 agent but the sender. Every direct envelope is written to the recipient's queue first and
 leaves it only by ``Store.ack``: right after the socket write for fire-and-forget agents,
-when the agent acks for ``"ack": true`` agents. Replay after ``registered`` drains the queue
-in order while new envelopes for that agent keep queueing behind it, so order holds.
-
-Duplicate ``clientId``: the newest registration wins; the older socket is closed with
-:data:`CLOSE_REPLACED`, and only the socket an entry points to can remove it (fault B8).
+when the agent acks for ``"ack": true`` agents. While an agent's queue is replayed
+(:mod:`aibridge.server.registry`), new envelopes for it queue behind, so order holds.
 
 A :class:`Backplane` (optional) lets several bridge processes share presence and delivery.
 """
@@ -21,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
@@ -30,12 +26,12 @@ from aibridge.server.connection import (
     CLOSE_REPLACED,
     CLOSE_RESTART,
     CLOSE_SLOW,
-    CLOSE_STORE_DOWN,
     CLOSE_UNAUTHORIZED,
     Connection,
 )
-from aibridge.server.events import BridgeEvents, NullEvents
-from aibridge.server.protocol import PROTOCOL, Envelope, Registration, delivery_frame, encode, new_id
+from aibridge.server.events import Backplane, BridgeEvents, NullEvents, RemoteMessage
+from aibridge.server.protocol import Envelope, Registration, delivery_frame, encode
+from aibridge.server.registry import Registry
 from aibridge.server.store.base import QueueFullError, Store
 from aibridge.server.writes import Outcome, StoreWrites
 
@@ -54,40 +50,6 @@ __all__ = (
 
 log = logging.getLogger("aibridge.hub")
 
-SNAPSHOT_SIZE = 10
-"""Envelopes of history sent with ``registered``."""
-
-
-class Backplane(Protocol):
-    """Cross-process presence and delivery (``backplane.RedisBackplane`` implements it).
-
-    The hub announces agents it holds and withdraws them when they leave (the backplane keeps
-    presence fresh itself), asks where an absent recipient is, and publishes to the process
-    holding it. What other processes publish comes back through :meth:`Hub.on_remote`, which
-    the runner passes to the backplane's ``start``.
-    """
-
-    @property
-    def healthy(self) -> bool: ...
-    async def announce(self, agent_id: str) -> None: ...
-    async def withdraw(self, agent_id: str) -> None: ...
-    async def locate(self, agent_id: str) -> str | None: ...
-    async def publish_direct(self, instance: str, envelope: Envelope) -> bool: ...
-    async def publish_broadcast(self, envelope: Envelope, exclude_from: str | None) -> None: ...
-
-
-class RemoteMessage(Protocol):
-    """What a backplane hands the hub: ``direct``/``broadcast`` envelopes, or a ``claimed`` id."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def envelope(self) -> Envelope: ...
-    @property
-    def exclude_from(self) -> str | None: ...
-    @property
-    def agent_id(self) -> str | None: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Routed:
@@ -101,7 +63,7 @@ _QUEUED = Routed("queued", 0)
 
 
 class Hub:
-    """Registry of connected agents and the router between them."""
+    """The router between connected agents; registration itself is delegated to :class:`Registry`."""
 
     def __init__(
         self,
@@ -114,12 +76,13 @@ class Hub:
         self.store = store
         self.events: BridgeEvents = events or NullEvents()
         self.backplane = backplane
-        self.connections: set[Connection] = set()
-        self.agents: dict[str, Connection] = {}
+        self.registry = Registry(store, backplane, self.record_error)
+        # The registry's own containers, shared: the router reads them on every envelope.
+        self.connections = self.registry.connections
+        self.agents = self.registry.agents
         self.draining = False
         self.started = time.monotonic()
         self.messages_processed = 0
-        self.registrations = 0
         self.errors = 0
         self.last_error: str | None = None
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=13)
@@ -170,88 +133,21 @@ class Hub:
         elapsed = time.monotonic() - then
         return round((self.messages_processed - count) / elapsed, 2) if elapsed > 0 else 0.0
 
-    # -- connections and registration -----------------------------------------------------------
+    # -- connections and registration (see :mod:`aibridge.server.registry`) -------------------
+
+    @property
+    def registrations(self) -> int:
+        return self.registry.registrations
 
     def attach(self, conn: Connection) -> None:
-        self.connections.add(conn)
+        self.registry.attach(conn)
 
     async def detach(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        conn.closed = True
-        await self._unregister(conn)
-
-    async def _unregister(self, conn: Connection) -> None:
-        agent_id = conn.agent_id
-        if agent_id is not None and self.agents.get(agent_id) is conn:
-            del self.agents[agent_id]
-            if self.backplane is not None:
-                await self.backplane.withdraw(agent_id)
+        await self.registry.detach(conn)
 
     async def register(self, conn: Connection, reg: Registration) -> None:
         """Bind ``conn`` to an agent id, answer ``registered``, then replay its queue in order."""
-        agent_id = reg.client_id or new_id()
-        if conn.agent_id is not None and conn.agent_id != agent_id:
-            await self._unregister(conn)  # re-registering under a new name leaves no stale entry
-        conn.agent_id = agent_id
-        conn.role = reg.role
-        conn.ack = reg.ack
-        conn.confirm = reg.confirm
-        conn.replaying = True
-        conn.meta = {
-            "id": agent_id,
-            "role": reg.role,
-            "labels": reg.labels,
-            "tools": reg.tools,
-            "intents": reg.intents,
-            "maxConcurrentTasks": reg.max_concurrent_tasks,
-            "ack": reg.ack,
-            "connectedAt": conn.connected_at,
-        }
-        previous = self.agents.get(agent_id)
-        self.agents[agent_id] = conn
-        self.registrations += 1
-        if previous is not None and previous is not conn:
-            await previous.close(CLOSE_REPLACED, "clientId registered by a newer connection")
-        if self.backplane is not None:
-            await self.backplane.announce(agent_id)
-        try:
-            await self._welcome(conn, agent_id)
-        except StoreError as exc:
-            # Left half-registered the agent would stay "replaying" and miss every live envelope;
-            # closed, it reconnects and replays its whole queue (at least once).
-            log.warning("registering %s: %s; closing so it reconnects", agent_id, exc)
-            self.record_error("internal", str(exc))
-            await conn.close(CLOSE_STORE_DOWN, "store unavailable, reconnect")
-
-    async def _welcome(self, conn: Connection, agent_id: str) -> None:
-        """Send ``registered`` with a history snapshot, then replay the agent's queue."""
-        # Only what this agent could have received: broadcasts and its own direct messages
-        # (the older bridge showed everyone's direct messages to every newcomer, B16).
-        recent = await self.store.history(SNAPSHOT_SIZE * 5)
-        visible = [e for e in recent if e.get("to") in (None, agent_id) or e.get("from") == agent_id]
-        registered = {
-            "type": "registered",
-            "protocol": PROTOCOL,
-            "client": conn.describe(),
-            "history": visible[-SNAPSHOT_SIZE:],
-        }
-        if await conn.write(encode(registered)):
-            await self._replay(conn, agent_id)
-
-    async def _replay(self, conn: Connection, agent_id: str) -> None:
-        sent: set[str] = set()
-        while self.agents.get(agent_id) is conn:
-            fresh = [e for e in await self.store.pending(agent_id) if e["id"] not in sent]
-            if not fresh:
-                conn.replaying = False  # no await since pending(): nothing can slip in between
-                return
-            for envelope in fresh:
-                if not await conn.write(delivery_frame(encode(envelope))):
-                    return
-                sent.add(envelope["id"])
-            if not conn.ack:
-                await self.store.ack(agent_id, [e["id"] for e in fresh])
-        conn.replaying = False
+        await self.registry.register(conn, reg)
 
     async def ack(self, conn: Connection, envelope_ids: Sequence[str]) -> None:
         """The agent acknowledged these envelopes: they leave its queue.
@@ -365,9 +261,7 @@ class Hub:
     async def on_remote(self, message: RemoteMessage) -> None:
         """What another process published: deliver to our agents, or let go of a claimed id."""
         if message.kind == "claimed":
-            conn = self.agents.pop(message.agent_id or "", None)
-            if conn is not None:  # newest registration wins across machines too
-                await conn.close(CLOSE_REPLACED, "clientId registered by a newer connection")
+            await self.registry.release_claimed(message.agent_id)
             return
         envelope = message.envelope
         frame = delivery_frame(encode(envelope))
@@ -389,6 +283,6 @@ class Hub:
         cutoff = time.time() - self.config.client_ttl_ms / 1000
         for conn in [c for c in self.connections if c.last_seen < cutoff]:
             log.info("closing idle connection %s (agent %s)", conn.peer, conn.agent_id)
-            await self._unregister(conn)
+            await self.registry.unregister(conn)
             await conn.close(CLOSE_EXPIRED, "idle timeout")
         await self.store.expire_queues(self.config.queue_ttl_ms, keep=list(self.agents))
