@@ -198,6 +198,40 @@ async def test_redis_lost_and_back_health_degraded_then_ok(
     await frank.close()
 
 
+async def test_store_down_answers_503_with_retry_after_then_202_when_back(
+    pair: tuple[BridgeProcess, BridgeProcess], redis_server: RedisServer
+) -> None:
+    a, _ = pair
+    post(a, "/send", {"to": "nobody-yet", "payload": {"n": 0}})  # the pool holds a live connection
+    redis_server.stop()
+    for method, path, body in (
+        ("POST", "/send", {"to": "nobody-yet", "payload": {"n": 1}}),
+        ("POST", "/broadcast", {"payload": {"n": 2}}),
+        ("GET", "/history", None),
+    ):
+        reply = httpx.request(method, f"{a.url}{path}", json=body, timeout=15)
+        assert reply.status_code == 503, (path, reply.text)
+        assert reply.headers["retry-after"] == "1"
+        answer = reply.json()
+        assert answer["status"] == 503 and answer["error"].startswith("store unavailable: "), answer
+    # The log is written after the reply: wait for the last request's line.
+    await until("the /history warning in the log", lambda: "store unavailable on GET /history" in a.log())
+    log = a.log()
+    assert "WARNING aibridge.app: store unavailable on POST /send: Redis at redis://127.0.0.1:" in log
+    assert "Traceback" not in log
+
+    redis_server.start()
+    deadline = time.monotonic() + 15
+    while (
+        reply := httpx.post(f"{a.url}/send", json={"to": "nobody-yet", "payload": {}}, timeout=15)
+    ).status_code != 202:
+        assert reply.status_code == 503, reply.text  # still refused as unavailable, never a 500
+        assert time.monotonic() < deadline, "POST /send never accepted again after Redis came back"
+        await asyncio.sleep(0.05)
+    assert reply.json()["status"] == "queued"
+    assert "Traceback" not in a.log()
+
+
 async def test_pipelined_sends_keep_order_and_every_ack_lands(
     pair: tuple[BridgeProcess, BridgeProcess],
 ) -> None:

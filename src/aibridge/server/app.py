@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Middleware
 
 from aibridge import __version__
+from aibridge.errors import StoreError
 from aibridge.server.api import ApiError, api_routes
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
@@ -68,12 +69,25 @@ def _error_handlers(hub: Hub) -> dict[type[Exception] | int, Any]:
             hub.events.error("rate_limited")  # a client's pace, not a bridge fault: not last_error
         return Response(body, status_code=exc.status_code, headers=exc.headers)
 
+    def store_unavailable(request: Request[Any, Any, Any], exc: StoreError) -> Response[Any]:
+        # Redis down or the SQLite file failing is the bridge's state, not a bug in the route:
+        # one line, no traceback, and a hint to retry (the store usually comes back).
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc.detail)
+        hub.record_error("internal", f"store unavailable: {exc.detail}")
+        body = {"error": f"store unavailable: {exc.detail}", "status": 503}
+        return Response(body, status_code=503, headers={"Retry-After": "1"})
+
     def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         hub.record_error("internal", f"internal error on {request.method} {request.url.path}")
         return Response({"error": "internal server error", "status": 500}, status_code=500)
 
-    return {ApiError: api_error, HTTPException: http_error, Exception: internal_error}
+    return {
+        ApiError: api_error,
+        HTTPException: http_error,
+        StoreError: store_unavailable,
+        Exception: internal_error,
+    }
 
 
 def create_app(

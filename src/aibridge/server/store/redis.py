@@ -107,9 +107,11 @@ class RedisStore:
         await self._redis.aclose()
 
     async def _call(self, awaitable: Awaitable[_T]) -> _T:
+        # OSError too: a socket torn down mid-reply can surface unwrapped, and the app answers
+        # 503 only for StoreError (anything else would be a 500 with a traceback).
         try:
             return await awaitable
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreError(f"Redis at {self._url}: {exc}") from None
 
     def _queue_keys(self, recipient: str) -> list[str]:
