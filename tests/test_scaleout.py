@@ -276,3 +276,25 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith(f"error: cannot reach Redis at redis://***@127.0.0.1:{port}/0: "), errors
     assert "s3cret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_rate_limit_counts_a_client_across_machines_and_fails_open_without_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    limited = {"AI_BRIDGE_REDIS_URL": redis_server.url, "AI_BRIDGE_RATE_MAX": "3"}
+    with (
+        run_bridge(tmp_path, {**limited, "AI_BRIDGE_INSTANCE_ID": "machine-a"}) as a,
+        run_bridge(tmp_path, {**limited, "AI_BRIDGE_INSTANCE_ID": "machine-b"}) as b,
+    ):
+        client = {"Fly-Client-IP": "198.51.100.7"}
+        statuses = [httpx.get(f"{bridge.url}/agents", headers=client).status_code for bridge in (a, a, b, b)]
+        # One shared window: the fourth request is over the limit although B has seen only two.
+        assert statuses == [200, 200, 200, 429]
+        other = {"Fly-Client-IP": "198.51.100.8"}
+        assert httpx.get(f"{b.url}/agents", headers=other).status_code == 200
+
+        redis_server.stop()
+        # Counters unreachable: requests are served rather than refused or failed.
+        fresh = {"Fly-Client-IP": "198.51.100.9"}
+        assert [httpx.get(f"{a.url}/agents", headers=fresh).status_code for _ in range(5)] == [200] * 5
+        assert "Traceback" not in a.log()

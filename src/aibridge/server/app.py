@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, WebSocket, websocket
@@ -14,6 +14,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.stores.base import Store as LitestarStore
 from litestar.types import Middleware
 
 from aibridge import __version__
@@ -21,7 +22,7 @@ from aibridge.errors import StoreError
 from aibridge.server.api import ApiError, api_routes
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
-from aibridge.server.limits import ConnectionGate, rate_limit_config
+from aibridge.server.limits import ConnectionGate, rate_limit_config, rate_limit_stores
 from aibridge.server.logs import AccessLogMiddleware
 from aibridge.server.metrics import BridgeMetrics, MetricsMiddleware
 from aibridge.server.store.base import Store
@@ -97,6 +98,7 @@ def create_app(
     *,
     port: int | None = None,
     middleware: Sequence[Middleware] = (),
+    stores: Mapping[str, LitestarStore] | None = None,
 ) -> Litestar:
     """Build the bridge's ASGI app. ``port`` is the bound port shown by ``/health``.
 
@@ -114,6 +116,7 @@ def create_app(
         route_handlers=[*api_routes(config, hub, port if port is not None else config.port), agent_socket],
         guards=[_guard(config)],
         middleware=list(middleware),
+        stores=dict(stores or {}),
         cors_config=CORSConfig(
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
@@ -167,7 +170,7 @@ def server_stack(
     middleware: list[Any] = [functools.partial(gate.middleware, scopes=frozenset({"http"}))]
     if rate_limit is not None:
         middleware.append(rate_limit.middleware)
-    app = create_app(config, store, hub, port=port, middleware=middleware)
+    app = create_app(config, store, hub, port=port, middleware=middleware, stores=rate_limit_stores(config))
     app.state.rate_limit = rate_limit
     asgi: Any = gate.middleware(with_websocket_fast_path(app), scopes=frozenset({"websocket"}))
     asgi = AccessLogMiddleware(asgi)

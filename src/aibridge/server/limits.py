@@ -10,6 +10,7 @@ milliseconds, and it sends no ``Retry-After``. Installed in Litestar's ``middlew
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.serialization import decode_json, encode_json
 from litestar.stores.memory import MemoryStore
+from redis.exceptions import RedisError
 
 from aibridge.server.asgi import ASGIApp, Receive, Scope, Send
 
@@ -39,6 +41,7 @@ __all__ = (
     "client_ip",
     "prune_rate_limits",
     "rate_limit_config",
+    "rate_limit_stores",
     "ws_bucket",
 )
 
@@ -78,7 +81,11 @@ class _WindowRateLimitMiddleware(RateLimitMiddleware):
 
     async def retrieve_cached_history(self, key: str, store: Store) -> CacheObject:
         now = int(time.time() * 1000)
-        cached = await store.get(key)
+        try:
+            cached = await store.get(key)
+        except (RedisError, OSError):
+            # A shared counter store that is down must not take the API down with it: fail open.
+            cached = None
         if cached:
             cache_object = CacheObject(**decode_json(value=cached))
             if cache_object.reset > now:
@@ -88,7 +95,8 @@ class _WindowRateLimitMiddleware(RateLimitMiddleware):
     async def set_cached_history(self, key: str, cache_object: CacheObject, store: Store) -> None:
         cache_object.history = [int(time.time() * 1000), *cache_object.history]
         expires = timedelta(milliseconds=max(cache_object.reset - int(time.time() * 1000), 1))
-        await store.set(key, encode_json(cache_object), expires_in=expires)
+        with contextlib.suppress(RedisError, OSError):
+            await store.set(key, encode_json(cache_object), expires_in=expires)
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         remaining = max(self.max_requests - len(cache_object.history), 0)
@@ -124,6 +132,19 @@ def rate_limit_config(config: BridgeConfig) -> BridgeRateLimitConfig | None:
         identifier_for_request=_request_ip,
         middleware_class=_WindowRateLimitMiddleware,
     )
+
+
+def rate_limit_stores(config: BridgeConfig) -> dict[str, Store]:
+    """Litestar stores for the rate limit: shared through Redis when the bridge has one.
+
+    With several machines behind Fly's proxy a client's requests land on any of them; only a
+    shared counter holds it to ``AI_BRIDGE_RATE_MAX`` per window in total.
+    """
+    if config.redis_url is None:
+        return {}
+    from litestar.stores.redis import RedisStore
+
+    return {"rate_limit": RedisStore.with_client(url=config.redis_url, namespace="aibridge:ratelimit")}
 
 
 async def prune_rate_limits(app: Litestar, config: BridgeRateLimitConfig) -> None:
