@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.serialization import decode_json, encode_json
 from litestar.stores.memory import MemoryStore
-from redis.exceptions import RedisError
 
 from aibridge.server.asgi import ASGIApp, Receive, Scope, Send
 
@@ -74,6 +74,16 @@ class BridgeRateLimitConfig(RateLimitConfig):
     window_ms: int = 60_000
 
 
+def _store_outage() -> tuple[type[BaseException], ...]:
+    """Errors meaning "the shared counter store is down" (evaluated only when one is raised).
+
+    redis-py costs ~15 MiB of RSS to import, so it is not imported here: if it was never loaded,
+    the store cannot be Redis and only socket errors can mean an outage.
+    """
+    redis_errors = sys.modules.get("redis.exceptions")
+    return (OSError,) if redis_errors is None else (OSError, redis_errors.RedisError)
+
+
 class _WindowRateLimitMiddleware(RateLimitMiddleware):
     """A fixed window of ``window_ms`` per client instead of Litestar's whole time units."""
 
@@ -83,7 +93,7 @@ class _WindowRateLimitMiddleware(RateLimitMiddleware):
         now = int(time.time() * 1000)
         try:
             cached = await store.get(key)
-        except (RedisError, OSError):
+        except _store_outage():
             # A shared counter store that is down must not take the API down with it: fail open.
             cached = None
         if cached:
@@ -95,7 +105,7 @@ class _WindowRateLimitMiddleware(RateLimitMiddleware):
     async def set_cached_history(self, key: str, cache_object: CacheObject, store: Store) -> None:
         cache_object.history = [int(time.time() * 1000), *cache_object.history]
         expires = timedelta(milliseconds=max(cache_object.reset - int(time.time() * 1000), 1))
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*_store_outage()):
             await store.set(key, encode_json(cache_object), expires_in=expires)
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
