@@ -299,12 +299,18 @@ async def rss_with_agents(port: int, pid: int, count: int) -> float:
     return rss
 
 
+MISSED: list[str] = []
+"""Figures that missed their target: the exit code says so, for `make bench`."""
+
+
 def report(name: str, value: float) -> None:
     target, unit, op = TARGETS[name]
     if target is None:
         print(f"{name:<14} {value:>12,.0f} {unit:<13} (no target, reported)", flush=True)
         return
     ok = value >= target if op == ">=" else value <= target
+    if not ok:
+        MISSED.append(name)
     print(
         f"{name:<14} {value:>12,.0f} {unit:<13} target {op} {target:,}  {'ok' if ok else 'MISSED'}",
         flush=True,
@@ -325,11 +331,15 @@ def main() -> None:
     if args.store == "sqlite":
         TARGETS["direct"] = (25_000, "envelopes/s", ">=")  # issue 8: durable, 1.2x the older bridge
     elif args.store == "redis":
-        TARGETS["direct"] = (None, "envelopes/s", ">=")  # issue 8 asks for the figure, sets no target
+        # Issue 8 asks for the Redis figures and sets no target (each envelope crosses the network).
+        TARGETS["direct"] = (None, "envelopes/s", ">=")
+        TARGETS["broadcast"] = (None, "deliveries/s", ">=")
     with contextlib.ExitStack() as stack:
         if args.store == "redis":
             extra.setdefault("AI_BRIDGE_REDIS_URL", stack.enter_context(scratch_redis()))
         run(args, extra, only)
+    if MISSED:
+        sys.exit(f"missed: {', '.join(MISSED)}")
 
 
 def run(args: argparse.Namespace, extra: dict[str, str], only: set[str]) -> None:

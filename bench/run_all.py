@@ -14,9 +14,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES: tuple[tuple[str, ...], ...] = (
     ("validate_speed.py",),
-    ("bridge.py",),
+    ("bridge.py", "--store", "sqlite"),  # the default store, as shipped
     ("bridge.py", "--store", "memory"),
-    ("store.py",),
+    ("bridge.py", "--store", "redis", "--only", "direct", "--only", "direct_confirm", "--only", "broadcast"),
+    ("store.py", "--window-ms", "0"),  # AI_BRIDGE_COMMIT_WINDOW_MS defaults to 0
     ("loadtest_vs_hey.py",),
 )
 
