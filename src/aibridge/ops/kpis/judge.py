@@ -28,6 +28,7 @@ from aibridge.ops.kpis.verdicts import (
     cannot_tell,
     combine,
     server_latency,
+    server_latency_measurement,
     under,
     verdict_above,
     verdict_below,
@@ -253,14 +254,7 @@ class _Judge:
             out.append(Measurement("latency (client)", " · ".join(parts), "nearest rank over /health probes"))
         buckets = self.server_buckets()
         if buckets is not None:
-            parts = [
-                f"p{q:g} ≈{format_seconds(v)}"
-                for q in (50, 95, 99)
-                if (v := buckets.quantile(q / 100)) is not None
-            ]
-            out.append(
-                Measurement("latency (server)", " · ".join(parts), "bucket-interpolated (histogram_quantile)")
-            )
+            out.append(server_latency_measurement(buckets))
         every = self.server_buckets(all_routes=True)
         if every is not None:
             limit = self.o.thresholds["health_latency"].limit

@@ -18,7 +18,13 @@ from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
 from aibridge.ops.kpis.series import Buckets, is_error_status
 from aibridge.ops.kpis.units import format_bytes, format_seconds
-from aibridge.ops.kpis.verdicts import cannot_tell, server_latency, verdict_above, verdict_below
+from aibridge.ops.kpis.verdicts import (
+    cannot_tell,
+    server_latency,
+    server_latency_measurement,
+    verdict_above,
+    verdict_below,
+)
 
 __all__ = ("PrometheusClient", "prometheus_report", "promql_duration")
 
@@ -234,14 +240,7 @@ class _PromJudge:
             how = f"rate(process_cpu_seconds_total[{self.r}]), busiest instance"
             out.append(Measurement("cpu", f"{cpu * 100:.1f} % of one core", how, cpu * 100))
         if buckets is not None:
-            parts = [
-                f"p{q:g} ≈{format_seconds(v)}"
-                for q in (50, 95, 99)
-                if (v := buckets.quantile(q / 100)) is not None
-            ]
-            out.append(
-                Measurement("latency (server)", " · ".join(parts), "bucket-interpolated (histogram_quantile)")
-            )
+            out.append(server_latency_measurement(buckets))
         h, limit = self.o.duration_histogram, self.o.thresholds["health_latency"].limit
         counts = {
             float(lb["le"]): v

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from aibridge.ops.kpis.model import KpiResult, Verdict
+from aibridge.ops.kpis.model import KpiResult, Measurement, Verdict
 from aibridge.ops.kpis.series import Buckets
 from aibridge.ops.kpis.units import KpiName, Threshold, format_seconds
 
-__all__ = ("cannot_tell", "combine", "server_latency", "under", "verdict_above", "verdict_below")
+__all__ = (
+    "cannot_tell",
+    "combine",
+    "server_latency",
+    "server_latency_measurement",
+    "under",
+    "verdict_above",
+    "verdict_below",
+)
 
 
 def verdict_above(value: float, threshold: Threshold) -> Verdict:
@@ -62,3 +70,11 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     if Verdict.PASS in verdicts:
         return Verdict.PASS
     return Verdict.CANNOT_TELL
+
+
+def server_latency_measurement(buckets: Buckets) -> Measurement:
+    """p50/p95/p99 of a duration histogram, marked as interpolated (they are not exact)."""
+    parts = [
+        f"p{q:g} ≈{format_seconds(v)}" for q in (50, 95, 99) if (v := buckets.quantile(q / 100)) is not None
+    ]
+    return Measurement("latency (server)", " · ".join(parts), "bucket-interpolated (histogram_quantile)")
