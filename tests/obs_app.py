@@ -38,7 +38,7 @@ from aibridge.server.metrics import BridgeMetrics, MetricsMiddleware, Prometheus
 from aibridge.server.store.base import StoreStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import free_port, wait_http_ok
+from support import free_port, stop_process, wait_http_ok
 
 HISTORY: list[int] = []
 RELEASE = asyncio.Event()
@@ -204,13 +204,7 @@ def run_obs_app(
         wait_http_ok(f"{obs.url}/health", process=process)
         yield obs
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
 
 @dataclass

@@ -8,7 +8,6 @@ with run_prometheus(tmp_path, ["127.0.0.1:9100"]) as prom:
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from support import free_port, require_binary, wait_http_ok
+from support import free_port, require_binary, stop_process, wait_http_ok
 
 
 @dataclass
@@ -96,10 +95,4 @@ def run_prometheus(
             time.sleep(0.1)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)

@@ -55,6 +55,17 @@ def wait_http_ok(url: str, timeout: float = 15.0, process: subprocess.Popen[byte
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a test's server subprocess, SIGKILL it if it has not exited within 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 @dataclass
 class BridgeProcess:
     """A running ``aibridge serve`` subprocess on loopback."""
@@ -116,10 +127,4 @@ def run_bridge(
             wait_http_ok(f"{bridge.url}/health", process=process)
         yield bridge
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
