@@ -60,7 +60,7 @@ def init(
                 )
             else:
                 console.print(f"{verbs[planned.action]:<8} {planned.path.name}", highlight=False)
-        console.print("next: aibridge validate && fly deploy", highlight=False)
+        console.print("next: aibridge validate && aibridge deploy", highlight=False)
 
     run_command(call)
 

@@ -51,7 +51,7 @@ def render_fly_toml(opts: InitOptions) -> str:
         env |= {"AI_BRIDGE_STORE": "sqlite", "AI_BRIDGE_DATA_DIR": "/data"}
     lines = [
         f"# fly.toml for {opts.asgi or 'the aibridge agent bridge'}, written by `aibridge init`.",
-        "# Check it offline with `aibridge validate`, deploy it with `fly deploy`.",
+        "# Check it offline with `aibridge validate`, deploy it with `aibridge deploy` (or `fly deploy`).",
         "",
         f'app = "{opts.app}"',
         f'primary_region = "{opts.region}"',
