@@ -157,25 +157,25 @@ def test_urls_and_selectors_derived_from_the_options() -> None:
         ('[[vm]]\nprocesses = ["worker"]\nmemory = 4096\n[[vm]]\nmemory = "768mb"\n', 768),
     ],
 )
-def test_minimal_fly_toml_reader_follows_flyctl_precedence(tmp_path: Path, toml: str, megabytes: int) -> None:
-    """The reader used when aibridge.fly.model is not installed: preset, then memory, then memory_mb."""
-    from aibridge.ops.kpis.limits import _parse_minimally
+def test_fly_toml_memory_follows_flyctl_precedence(tmp_path: Path, toml: str, megabytes: int) -> None:
+    """Preset, then memory, then memory_mb; the [[vm]] without processes applies to every group."""
+    from aibridge.ops.kpis.limits import fly_memory_limit
 
     path = tmp_path / "fly.toml"
     path.write_text(toml)
-    assert _parse_minimally(path)[0] == megabytes
+    assert fly_memory_limit(str(path))[0] == megabytes << 20
 
 
-def test_minimal_fly_toml_reader_rejects_bad_values(tmp_path: Path) -> None:
-    from aibridge.errors import FileReadError
-    from aibridge.ops.kpis.limits import _parse_minimally
+def test_fly_toml_memory_that_cannot_be_read_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    from aibridge.errors import AibridgeError
+    from aibridge.ops.kpis.limits import fly_memory_limit
 
     path = tmp_path / "fly.toml"
     for toml, message in [
-        ('[[vm]]\nmemory = "lots"\n', "not a size"),
+        ('[[vm]]\nmemory = "lots"\n', "vm memory cannot be read"),
         ("[[vm]\n", "not valid TOML"),
-        ("[[vm]]\nmemory = 0\n", "cannot be zero"),
+        ("[[vm]]\nmemory = 0\n", "vm memory cannot be read"),
     ]:
         path.write_text(toml)
-        with pytest.raises(FileReadError, match=message):
-            _parse_minimally(path)
+        with pytest.raises(AibridgeError, match=message):
+            fly_memory_limit(str(path))

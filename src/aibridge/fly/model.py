@@ -6,7 +6,6 @@ Edits go through tomlkit instead (see :mod:`aibridge.fly.generate`) so comments 
 
 from __future__ import annotations
 
-import contextlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -123,7 +122,11 @@ class FlyConfig:
 
     @property
     def memory_mb(self) -> int | None:
-        return self.vms[0].memory_mb if self.vms else None
+        """MB a machine of the app gets: the [[vm]] without ``processes`` (it applies to every
+        group), else the first; Fly's default size when there is none; None when unreadable."""
+        if not self.vms:
+            return VM_PRESETS[DEFAULT_VM_SIZE]
+        return next((vm for vm in self.vms if not vm.processes), self.vms[0]).memory_mb
 
     @property
     def metrics_port(self) -> int | None:
@@ -257,8 +260,14 @@ def _vm(path: Path, table: dict[str, Any]) -> Vm:
     size = _str(table.get("size"))
     memory = VM_PRESETS.get(size or DEFAULT_VM_SIZE)
     if "memory" in table:
-        with contextlib.suppress(ValueError):
+        # An unreadable memory is unknown, not the preset: FLY104 reports it, and nobody should
+        # judge memory use against a size the user did not ask for.
+        try:
             memory = parse_memory_mb(table["memory"])
+        except ValueError:
+            memory = None
+        if memory is not None and memory <= 0:
+            memory = None
     memory = _int(table.get("memory_mb")) or memory
     return Vm(path, size, memory, _strs(table.get("processes")))
 
