@@ -12,8 +12,9 @@ from aibridge.errors import UsageError
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Verdict
 from aibridge.ops.kpis.scrape import Scrape, parse_exposition
 from aibridge.ops.kpis.series import Buckets, counter_increase, histogram_increase, is_error_status, restarts
-from aibridge.ops.kpis.units import parse_bytes, parse_duration, parse_kpi_option
+from aibridge.ops.kpis.units import parse_bytes, parse_kpi_option
 from aibridge.ops.kpis.verdicts import server_latency
+from aibridge.ops.units import parse_duration
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

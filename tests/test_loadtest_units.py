@@ -11,7 +11,6 @@ from aibridge.errors import UsageError
 from aibridge.ops.loadtest import (
     LoadTestOptions,
     kpi_slos,
-    parse_duration,
     parse_header,
     parse_slos,
     parse_status_list,
@@ -22,6 +21,7 @@ from aibridge.ops.loadtest.first import FirstRequest
 from aibridge.ops.loadtest.histogram import LatencyRecorder
 from aibridge.ops.loadtest.runner import _build
 from aibridge.ops.loadtest.slo import evaluate_slos
+from aibridge.ops.units import parse_duration
 
 
 def test_parse_slos_reads_units_and_operators() -> None:
@@ -54,12 +54,12 @@ def test_parse_slos_names_the_bad_item(text: str, message: str) -> None:
 
 
 def test_flag_value_parsers() -> None:
-    assert parse_duration("30s") == 30.0
-    assert parse_duration("500ms") == 0.5
-    assert parse_duration("2m") == 120.0
-    assert parse_duration("1.5") == 1.5
-    with pytest.raises(UsageError, match="-z/--duration '10 minutes' is not a duration"):
-        parse_duration("10 minutes")
+    assert parse_duration("30s", "-z") == 30.0
+    assert parse_duration("500ms", "-z") == 0.5
+    assert parse_duration("2m", "-z") == 120.0
+    assert parse_duration("1.5", "-z") == 1.5
+    with pytest.raises(UsageError, match="-z/--duration: '10 minutes' is not a duration"):
+        parse_duration("10 minutes", "-z/--duration")
     assert parse_header("Authorization: Bearer a:b") == ("Authorization", "Bearer a:b")
     with pytest.raises(UsageError, match="is not a header"):
         parse_header("no colon here")

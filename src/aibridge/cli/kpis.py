@@ -105,9 +105,9 @@ def check_kpis(
             DEFAULT_THRESHOLDS,
             KpiOptions,
             parse_bytes,
-            parse_duration,
             parse_kpi_option,
         )
+        from aibridge.ops.units import parse_duration
 
         thresholds = dict(DEFAULT_THRESHOLDS)
         thresholds.update(parse_kpi_option(option) for option in kpi or [])

@@ -122,13 +122,13 @@ def _options(
     from aibridge.ops.loadtest import (
         LoadTestOptions,
         kpi_slos,
-        parse_duration,
         parse_header,
         parse_slos,
         parse_status_list,
         parse_tolerance,
         read_body_file,
     )
+    from aibridge.ops.units import parse_duration
 
     if data is not None and data_file is not None:
         raise UsageError("-d and -D both give a body; use one")
@@ -141,7 +141,7 @@ def _options(
         url=url,
         requests=defaults.requests if requests is None else requests,
         concurrency=concurrency,
-        duration_s=parse_duration(duration) if duration is not None else None,
+        duration_s=parse_duration(duration, "-z/--duration") if duration is not None else None,
         rate=rate,
         method=(method or ("POST" if body is not None else "GET")).upper(),
         headers=dict(parse_header(item) for item in header or []),

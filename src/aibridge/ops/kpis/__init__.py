@@ -13,7 +13,6 @@ from aibridge.ops.kpis.units import (
     DEFAULT_THRESHOLDS,
     Threshold,
     parse_bytes,
-    parse_duration,
     parse_kpi_option,
 )
 
@@ -27,7 +26,6 @@ __all__ = (
     "Verdict",
     "check_kpis",
     "parse_bytes",
-    "parse_duration",
     "parse_kpi_option",
     "render_report",
     "watch_kpis",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aibridge.errors import UsageError
+from aibridge.ops.units import parse_duration
 
 __all__ = (
     "DEFAULT_THRESHOLDS",
@@ -17,7 +18,6 @@ __all__ = (
     "format_bytes",
     "format_seconds",
     "parse_bytes",
-    "parse_duration",
     "parse_kpi_option",
 )
 
@@ -36,18 +36,8 @@ _ALIASES: dict[str, KpiName] = {
     "startup": "startup",
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_SECONDS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 _POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_duration(text: str, what: str) -> float:
-    """Seconds in "500ms", "5s", "10m", "24h", "30d" or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise UsageError(f"{what}: expected a duration like 500ms, 5s, 10m, 24h or 30d, got {text!r}")
-    return float(match.group(1)) * _SECONDS[(match.group(2) or "s").lower()]
 
 
 def parse_bytes(text: str, what: str) -> int:

@@ -17,7 +17,6 @@ from aibridge.ops.loadtest.baseline import Baseline, compare_with_baseline, read
 from aibridge.ops.loadtest.first import FirstRequest
 from aibridge.ops.loadtest.options import (
     LoadTestOptions,
-    parse_duration,
     parse_header,
     parse_status_list,
     parse_tolerance,
@@ -51,7 +50,6 @@ __all__ = (
     "compare_with_baseline",
     "kpi_slos",
     "load_schema",
-    "parse_duration",
     "parse_header",
     "parse_slos",
     "parse_status_list",

@@ -17,7 +17,6 @@ __all__ = (
     "DEFAULT_TIMEOUT_S",
     "LoadModel",
     "LoadTestOptions",
-    "parse_duration",
     "parse_header",
     "parse_status_list",
     "parse_tolerance",
@@ -30,8 +29,6 @@ DEFAULT_TIMEOUT_S = 10.0
 
 LoadModel = Literal["closed", "open"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
@@ -110,14 +107,6 @@ class LoadTestOptions:
             )
         if self.tolerance_pct < 0:
             raise UsageError(f"--tolerance must be 0 % or more, got {self.tolerance_pct} %")
-
-
-def parse_duration(text: str, flag: str = "-z/--duration") -> float:
-    """``"30s"``, ``"500ms"``, ``"2m"``, ``"1.5"`` (seconds) → seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise UsageError(f"{flag} {text!r} is not a duration (examples: 30s, 500ms, 2m)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def parse_header(text: str) -> tuple[str, str]:
