@@ -25,7 +25,7 @@ from litestar import Litestar
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from aibridge import __version__
-from aibridge.errors import ConfigError, StoreError
+from aibridge.errors import ConfigError
 from aibridge.server.app import server_stack
 from aibridge.server.config import BridgeConfig
 from aibridge.server.events import NullEvents
@@ -65,10 +65,8 @@ def build_store(config: BridgeConfig) -> Store:
         shared: Store = RedisStore(config)
         return shared
     if config.store == "sqlite":
-        try:
-            from aibridge.server.store.sqlite import SqliteStore
-        except ImportError:
-            raise StoreError("AI_BRIDGE_STORE=sqlite: this build has no SQLite store") from None
+        from aibridge.server.store.sqlite import SqliteStore
+
         store: Store = SqliteStore(config)
         return store
     from aibridge.server.store.memory import MemoryStore
