@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from aibridge.fly.argv import unwrap
 from aibridge.fly.catalog import finding
 from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
 from aibridge.fly.findings import Finding, Severity
@@ -63,6 +65,44 @@ def test_build_target_selects_the_final_stage() -> None:
     text += "FROM app AS debug\nUSER root\n"
     assert [f.code for f in check_dockerfile(parse_dockerfile(text), target="app")] == []
     assert [f.code for f in check_dockerfile(parse_dockerfile(text))] == ["DKR103"]
+
+
+_SH = ["/bin/sh", "-c"]
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "runs_as_root"),
+    [
+        (["tini", "--", "setpriv", "--reuid=1001", "--regid=1001", "--clear-groups", "--"], False),
+        (["tini", "--", "setpriv", "--reuid", "app", "--init-groups"], False),
+        (["tini", "--", *_SH, 'chown 1001 /data && exec setpriv --reuid=1001 -- "$@"', "sh"], False),
+        (["dumb-init", "--", "gosu", "1001:1001"], False),
+        (["su-exec", "app"], False),
+        (["tini", "--", "setpriv", "--reuid=0", "--"], True),
+        (["tini", "--", "setpriv", "--regid=1001", "--"], True),
+        (["tini", "--", "gosu", "root"], True),
+        (["tini", "--", "su-exec", "0:0"], True),
+        # Without exec the shell runs setpriv as a child: not recognised as a drop.
+        (["tini", "--", *_SH, 'chown 1001 /data && setpriv --reuid=1001 -- "$@"', "sh"], True),
+        (["tini", "--"], True),
+    ],
+)
+def test_root_final_stage_is_fine_only_with_a_drop_to_non_root(
+    entrypoint: list[str], runs_as_root: bool
+) -> None:
+    text = f"FROM python:3.12-slim\nHEALTHCHECK NONE\nENTRYPOINT {json.dumps(entrypoint)}\n"
+    text += 'CMD ["aibridge", "serve"]\n'
+    assert [f.code for f in lint(text)] == (["DKR103"] if runs_as_root else [])
+
+
+def test_unwrap_finds_the_server_and_the_user_through_every_wrapper() -> None:
+    script = 'chown 1001:1001 /data && exec setpriv --reuid=1001 --regid=1001 --clear-groups -- "$@"'
+    launch = unwrap(["tini", "--", *_SH, script, "sh", "aibridge", "serve", "--port", "9000"])
+    assert (launch.argv, launch.user) == (["aibridge", "serve", "--port", "9000"], "1001")
+    launch = unwrap(["tini", "-g", "--", "sh", "-c", 'exec gosu app:app "$1" run', "sh", "uvicorn", "x"])
+    assert (launch.argv, launch.user) == (["uvicorn", "run"], "app")
+    # A shell that stays PID 1 is what runs; the server is its child.
+    assert unwrap([*_SH, "migrate; aibridge serve"]).argv == [*_SH, "migrate; aibridge serve"]
 
 
 def test_parse_error_has_the_line() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from aibridge.fly.findings import Report, Severity
 from aibridge.fly.generate import init_project, merge_fly_toml, options_for
 from aibridge.fly.templates import InitOptions
 from aibridge.fly.validate import validate_project
+from support import require_binary
 
 
 def make(tmp_path: Path, **options: object) -> Path:
@@ -77,6 +82,66 @@ def _fly(old: str, new: str) -> Mutation:
 
 def _docker(old: str, new: str) -> Mutation:
     return lambda p: edit(p / "Dockerfile", old, new)
+
+
+_SETPRIV = "exec setpriv --reuid=1001 --regid=1001 --clear-groups -- "
+
+
+def test_volume_variant_starts_as_root_and_drops_to_the_app_user(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "volume").mkdir()
+    plain = make(tmp_path / "plain") / "Dockerfile"
+    project = make(tmp_path / "volume", volume=True)
+    text = (project / "Dockerfile").read_text()
+    assert "\nUSER 1001\n" in plain.read_text() and "\nUSER " not in text
+    assert "chown 1001:1001 /data && " + _SETPRIV + '\\"$@\\"' in text
+    assert text.rstrip().endswith('CMD ["aibridge", "serve"]')
+    # The drop is what keeps DKR103 quiet: without setpriv the image runs as root.
+    edit(project / "Dockerfile", _SETPRIV, "exec ")
+    assert [c for _, c, _ in codes(validate_project(project / "fly.toml"))] == ["DKR103"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            _fly("internal_port = 8080", "internal_port = 8081"),
+            [("fly.toml", "XF101"), ("fly.toml", "XF102")],
+        ),
+        (_docker('"serve"]', '"serve", "--host", "127.0.0.1"]'), [("Dockerfile", "XF103")]),
+    ],
+)
+def test_volume_variant_cross_rules_see_the_server_behind_the_entrypoint(
+    tmp_path: Path, mutate: Mutation, expected: list[tuple[str, str]]
+) -> None:
+    project = make(tmp_path, volume=True)
+    mutate(project)
+    assert [(name, code) for name, code, _ in codes(validate_project(project / "fly.toml"))] == expected
+
+
+def test_volume_entrypoint_chowns_a_root_owned_dir_and_runs_cmd_as_1001(tmp_path: Path) -> None:
+    from aibridge.fly.dockerfile import parse_dockerfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the entrypoint chowns a root-owned directory and setpriv changes the UID")
+    require_binary("setpriv")
+    model = parse_dockerfile((make(tmp_path, volume=True) / "Dockerfile").read_text())
+    assert model.final is not None
+    entry = model.final.last("ENTRYPOINT")
+    assert entry is not None and entry.json and list(entry.value[:2]) == ["tini", "--"]
+    # Under /tmp (which UID 1001 can traverse), owned by root and 0700: UID 1001 cannot write it yet.
+    data = Path(tempfile.mkdtemp(prefix="aibridge-volume-"))
+    try:
+        assert (data.stat().st_uid, data.stat().st_mode & 0o777) == (0, 0o700)
+        argv = [word.replace("/data", str(data)) for word in entry.value[2:]]
+        command = ["/bin/sh", "-c", 'id -u; id -G; touch "$0/written"', str(data)]
+        done = subprocess.run([*argv, *command], capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["1001", "1001"]
+        assert (data / "written").stat().st_uid == 1001
+        assert (data.stat().st_uid, data.stat().st_gid) == (1001, 1001)
+    finally:
+        shutil.rmtree(data)
 
 
 @pytest.mark.parametrize(

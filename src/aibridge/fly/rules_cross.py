@@ -6,12 +6,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from aibridge.fly.argv import unwrap
 from aibridge.fly.catalog import finding
 from aibridge.fly.dockerfile import DockerfileModel, Stage, process_argv, split_shell
 from aibridge.fly.findings import Finding, Severity
 from aibridge.fly.locate import Path
 from aibridge.fly.model import FlyDocument
-from aibridge.fly.rules_docker import INITS, program
+from aibridge.fly.rules_docker import program
 from aibridge.server.config import SETTINGS
 
 __all__ = ("Served", "check_cross", "served_by")
@@ -51,22 +52,9 @@ def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.strip().isdigit() else None
 
 
-def _strip_init(argv: list[str]) -> list[str]:
-    while argv and argv[0].rsplit("/", 1)[-1] in INITS:
-        argv = argv[1:]
-        while argv and argv[0].startswith("-"):
-            flag, argv = argv[0], argv[1:]
-            if flag == "--":
-                break
-    if argv[:2] == ["/bin/sh", "-c"] and len(argv) > 2:
-        words = split_shell(argv[2])
-        return _strip_init(words[1:] if words[:1] == ["exec"] else words)
-    return argv
-
-
 def served_by(argv: list[str], env: dict[str, str]) -> Served | None:
     """Port, host and (for aibridge) metrics, health and drain of the server ``argv`` starts."""
-    argv = _strip_init(argv)
+    argv = unwrap(argv).argv
     name = program(argv)
     if name == "aibridge" and "serve" in argv:
         metrics = _int(env.get("AI_BRIDGE_METRICS_PORT", _DEFAULTS["AI_BRIDGE_METRICS_PORT"]))

@@ -6,13 +6,13 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from aibridge.fly.argv import INITS, unwrap
 from aibridge.fly.catalog import finding
-from aibridge.fly.dockerfile import DockerfileModel, Instruction, Stage, process_argv, split_shell
+from aibridge.fly.dockerfile import DockerfileModel, Instruction, Stage, process_argv
 from aibridge.fly.findings import Finding, Severity
 
 __all__ = ("INITS", "SIGNAL_AWARE", "check_dockerfile", "program")
 
-INITS = {"tini", "tini-static", "dumb-init", "catatonit", "docker-init", "s6-svscan", "init"}
 # Servers that install SIGTERM handlers and run fine as PID 1 (their own graceful shutdown).
 SIGNAL_AWARE = {
     "aibridge",
@@ -33,13 +33,11 @@ _PIP = re.compile(r"\bpip[0-9.]*\s+install\b|\bpython[0-9.]*\s+-m\s+pip\s+instal
 
 
 def program(argv: list[str]) -> str:
-    """Basename of the program an argv runs, looking through ``python -m`` and ``sh -c``."""
+    """Basename of the program an argv runs, looking through inits, ``sh -c``, privilege drops
+    and ``python -m``."""
+    argv = unwrap(argv).argv
     if not argv:
         return ""
-    if argv[:2] == ["/bin/sh", "-c"] and len(argv) > 2:
-        words = split_shell(argv[2])
-        words = words[1:] if words[:1] == ["exec"] else words
-        return program(words)
     name = PurePosixPath(argv[0]).name
     if re.fullmatch(r"python[0-9.]*", name) and "-m" in argv[1:]:
         module = argv[argv.index("-m") + 1 : argv.index("-m") + 2]
@@ -195,11 +193,14 @@ def _image_stage(stage: Stage) -> Iterator[tuple[str, Instruction, str]]:
 def _final(stage: Stage) -> Iterator[tuple[str, int, str]]:
     user = stage.last("USER")
     name = user.value[0].split(":")[0] if user and user.value else None
-    if user is None:
-        yield "DKR103", stage.line, "the final stage sets no USER: it runs as root (the base image's default)"
-    elif name in ("root", "0"):
-        yield "DKR103", user.line, f"USER {user.value[0]}: the final stage runs as root"
     argv, entry, cmd = process_argv(stage)
+    # An entrypoint may start as root on purpose (to chown a volume) and then drop for good.
+    dropped = unwrap(argv).user
+    drops = dropped is not None and dropped not in ("root", "0")
+    if user is None and not drops:
+        yield "DKR103", stage.line, "the final stage sets no USER: it runs as root (the base image's default)"
+    elif user is not None and name in ("root", "0") and not drops:
+        yield "DKR103", user.line, f"USER {user.value[0]}: the final stage runs as root"
     shell = next((i for i in (entry, cmd) if i is not None and i.value and not i.json), None)
     first = entry or cmd
     if shell is not None:

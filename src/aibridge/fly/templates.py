@@ -6,11 +6,19 @@ depending on where it sits), checks are an array of tables and concurrency a tab
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from aibridge.server.config import SETTINGS
 
-__all__ = ("PYTHON_IMAGE", "InitOptions", "render_dockerfile", "render_dockerignore", "render_fly_toml")
+__all__ = (
+    "PYTHON_IMAGE",
+    "VOLUME_ENTRYPOINT",
+    "InitOptions",
+    "render_dockerfile",
+    "render_dockerignore",
+    "render_fly_toml",
+)
 
 PYTHON_IMAGE = "python:3.12-slim"
 KILL_TIMEOUT_S = 10
@@ -23,6 +31,21 @@ _ENV_KEYS = (
     "AI_BRIDGE_RATE_WINDOW_MS",
     "AI_BRIDGE_RATE_MAX",
 )
+# tini (PID 1) runs this as root: give the volume to the app user, then drop to it for good.
+VOLUME_ENTRYPOINT = (
+    "tini",
+    "--",
+    "/bin/sh",
+    "-c",
+    'chown 1001:1001 /data && exec setpriv --reuid=1001 --regid=1001 --clear-groups -- "$@"',
+    "sh",
+)
+_VOLUME_NOTE = """# A new Fly volume is mounted owned by root, which the app user cannot write. So this image
+# starts as root: the entrypoint gives /data to UID 1001 (the mount point only, not recursively:
+# what is inside was written by 1001, and walking a full volume would slow every boot), then
+# setpriv drops to 1001 for good before exec'ing CMD. /data also exists in the image, so it
+# starts without a volume too.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +178,10 @@ def render_dockerfile(opts: InitOptions) -> str:
             "COPY --from=builder --chown=1001:1001 /app /app\n",
             "/app",
         )
+    user, mkdir, entrypoint = "USER 1001\n", "", 'ENTRYPOINT ["tini", "--"]'
+    if opts.volume and opts.asgi is None:
+        user, mkdir = "", " \\\n && mkdir /data"
+        entrypoint = _VOLUME_NOTE + "ENTRYPOINT " + json.dumps(VOLUME_ENTRYPOINT)
     return f"""# syntax=docker/dockerfile:1
 # Dockerfile written by `aibridge init`: a virtualenv built in one stage, copied into a slim runtime
 # that runs as an unprivileged user with tini as PID 1 (signals forwarded, zombies reaped).
@@ -175,13 +202,12 @@ RUN apt-get update \\
  && apt-get install -y --no-install-recommends tini \\
  && rm -rf /var/lib/apt/lists/* \\
  && groupadd --system --gid 1001 app \\
- && useradd --system --uid 1001 --gid app --home-dir {workdir} --create-home app
+ && useradd --system --uid 1001 --gid app --home-dir {workdir} --create-home app{mkdir}
 COPY --from=builder /opt/venv /opt/venv
 {copy_app}WORKDIR {workdir}
-USER 1001
-EXPOSE {expose}
+{user}EXPOSE {expose}
 {_healthcheck(opts)}
-ENTRYPOINT ["tini", "--"]
+{entrypoint}
 CMD {cmd}
 """
 
