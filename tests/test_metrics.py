@@ -13,31 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge import __version__
 from aibridge.errors import ConfigError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.metrics import BridgeMetrics, memory_limit_bytes, serve_metrics
 from obs_app import run_obs_app
-from support import require_binary
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str) -> Samples:
-    response = httpx.get(url)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+from support import Samples, require_binary, scrape, value
 
 
 @pytest.mark.prometheus

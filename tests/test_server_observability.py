@@ -17,30 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
 from aibridge import __version__
-from support import BridgeProcess, require_binary, run_bridge
+from support import require_binary, run_bridge, scrape, value
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 TOKEN = "tok-" + uuid.uuid4().hex
 ORIGIN = "https://app.example"
-
-
-def scrape(bridge: BridgeProcess) -> Samples:
-    response = httpx.get(bridge.metrics_url)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def wait_until(check: Any, timeout: float = 10.0, what: str = "condition") -> Any:
@@ -92,14 +75,16 @@ def test_real_scrape_counts_requests_envelopes_and_state_and_passes_promtool(tmp
             assert statuses == ["delivered", "delivered", "queued", "delivered"]
             await sender.send(json.dumps({"type": "envelope", "envelope": {"to": 5}}))  # wrong type
             assert (await recv(sender))["type"] == "error"
-            samples = scrape(bridge)
+            samples = scrape(bridge.metrics_url)
             assert value(samples, "aibridge_websocket_connections") == 2
             await sender.close()
             await receiver.close()
 
         asyncio.run(traffic())
         samples = wait_until(
-            lambda: (s := scrape(bridge)) and value(s, "aibridge_websocket_connections") == 0 and s,
+            lambda: (
+                (s := scrape(bridge.metrics_url)) and value(s, "aibridge_websocket_connections") == 0 and s
+            ),
             what="both sockets counted closed",
         )
         text = httpx.get(bridge.metrics_url).text
@@ -144,9 +129,9 @@ def test_memory_limit_is_read_from_the_cgroup_dir_and_token_is_redacted(tmp_path
     (cgroup / "memory.max").write_text("536870912\n")
     env = {"AI_BRIDGE_CGROUP_DIR": str(cgroup), "AI_BRIDGE_AUTH_TOKEN": TOKEN}
     with run_bridge(tmp_path, env) as bridge:
-        assert value(scrape(bridge), "aibridge_memory_limit_bytes") == 512 * 1024 * 1024
+        assert value(scrape(bridge.metrics_url), "aibridge_memory_limit_bytes") == 512 * 1024 * 1024
         (cgroup / "memory.max").write_text("max\n")  # read at scrape time: unlimited now
-        assert value(scrape(bridge), "aibridge_memory_limit_bytes") is None
+        assert value(scrape(bridge.metrics_url), "aibridge_memory_limit_bytes") is None
         log = bridge.log()
     startup = next(line for line in log.splitlines() if " starting: " in line)
     assert f"aibridge {__version__} starting:" in startup and "auth_token=***" in startup
@@ -174,7 +159,7 @@ def test_http_rate_limit_per_fly_client_ip_with_cors_and_retry_after(tmp_path: P
         assert {client.get("/health", headers=alice).status_code for _ in range(20)} == {200}
         # The window passes and alice may come back.
         wait_until(lambda: client.get("/agents", headers=alice).status_code == 200, 5, "a new window")
-        samples = scrape(bridge)
+        samples = scrape(bridge.metrics_url)
     assert (value(samples, "aibridge_errors_total", kind="rate_limited") or 0) >= 1
     assert (
         value(samples, "aibridge_http_requests_total", method="GET", route="/agents", status="4xx") or 0
@@ -206,7 +191,7 @@ def test_websocket_envelope_budget_answers_error_frames_and_keeps_the_socket(tmp
             return accepted, limited, elapsed, still_open
 
         accepted, limited, elapsed, still_open = asyncio.run(flood())
-        samples = scrape(bridge)
+        samples = scrape(bridge.metrics_url)
     assert still_open["error"] == "unknown_type"
     assert 5 <= accepted <= 5 + 5 * elapsed + 1
     assert limited == 30 - accepted and limited >= 1
@@ -238,7 +223,7 @@ def test_connection_cap_answers_503_but_health_stays_up(tmp_path: Path) -> None:
             await held[1].close()
 
         asyncio.run(fill())
-        samples = scrape(bridge)
+        samples = scrape(bridge.metrics_url)
     assert (value(samples, "aibridge_errors_total", kind="overloaded") or 0) >= 2
 
 
