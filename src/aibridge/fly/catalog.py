@@ -142,7 +142,7 @@ _RULES = (
         "DKR103",
         W,
         "The final stage runs as root",
-        "Add a non-root USER (e.g. USER 1001) in the final stage.",
+        "Add a non-root USER (e.g. USER 1001), or drop to one in the entrypoint (setpriv, gosu, su-exec).",
     ),
     Rule(
         "DKR104",
