@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtarget import LoadTarget, run_loadtarget
 from support import BridgeProcess, run_bridge
 
 
@@ -22,3 +23,17 @@ def bridge(tmp_path: Path) -> Iterator[BridgeProcess]:
     """A real bridge server with default settings on a free loopback port."""
     with run_bridge(tmp_path) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def loadtarget_server() -> Iterator[LoadTarget]:
+    """The load tests' controllable ASGI server (tests/loadtarget.py), one per test module."""
+    with run_loadtarget() as server:
+        yield server
+
+
+@pytest.fixture
+def target(loadtarget_server: LoadTarget) -> LoadTarget:
+    """That server with its counters reset, so each test counts only its own requests."""
+    loadtarget_server.reset()
+    return loadtarget_server

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from aibridge.ops.loadtest import load_schema
-from loadtarget import LoadTarget, run_loadtarget
+from loadtarget import LoadTarget
 from support import free_port
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoadTarget]:
-    with run_loadtarget() as target:
-        yield target
-
-
-@pytest.fixture
-def target(server: LoadTarget) -> LoadTarget:
-    server.reset()
-    return server
 
 
 def _loadtest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ assertions use generous bounds because the machine is shared, but each can fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -15,20 +14,8 @@ import pytest
 
 from aibridge.errors import TargetUnreachableError
 from aibridge.ops.loadtest import LoadTestOptions, load_schema, parse_slos, run_loadtest
-from loadtarget import LoadTarget, run_loadtarget
+from loadtarget import LoadTarget
 from support import free_port
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoadTarget]:
-    with run_loadtarget() as target:
-        yield target
-
-
-@pytest.fixture
-def target(server: LoadTarget) -> LoadTarget:
-    server.reset()
-    return server
 
 
 def _validate(report_json: dict[str, object]) -> None:
