@@ -8,9 +8,10 @@ with run_prometheus(tmp_path, ["127.0.0.1:9100"]) as prom:
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,35 @@ class PrometheusServer:
 
 @contextlib.contextmanager
 def run_prometheus(
-    tmp_path: Path, targets: Sequence[str], scrape_interval: str = "1s"
+    tmp_path: Path,
+    targets: Sequence[str],
+    scrape_interval: str = "1s",
+    *,
+    job: str = "app",
+    target_labels: Mapping[str, Mapping[str, str]] | None = None,
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[PrometheusServer]:
-    """Start Prometheus scraping ``targets`` (host:port, path /metrics) under job "app"; stop it after."""
+    """Start Prometheus scraping ``targets`` (host:port, path /metrics) under ``job``; stop it after.
+
+    ``target_labels`` adds labels per target (as Fly's Prometheus adds ``app``); ``rule_files``
+    are evaluated every ``scrape_interval`` too.
+    """
     binary = require_binary("prometheus")
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    quoted = ", ".join(f'"{t}"' for t in targets)
+    labels = target_labels or {}
+    static = ", ".join(
+        f'{{targets: ["{t}"], labels: {json.dumps(dict(labels.get(t, {})))}}}' for t in targets
+    )
+    rules = "".join(f'  - "{path}"\n' for path in rule_files)
     config.write_text(
         "global:\n"
         f"  scrape_interval: {scrape_interval}\n"
         f"  evaluation_interval: {scrape_interval}\n"
-        "scrape_configs:\n"
-        "  - job_name: app\n"
-        f"    static_configs: [{{targets: [{quoted}]}}]\n"
+        + (f"rule_files:\n{rules}" if rules else "")
+        + "scrape_configs:\n"
+        f"  - job_name: {job}\n"
+        f"    static_configs: [{static}]\n"
     )
     log_path = tmp_path / "prometheus.log"
     with log_path.open("wb") as log:

@@ -41,6 +41,10 @@ def init(
     ] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the diff, write nothing.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing Dockerfile and .dockerignore.")] = False,
+    monitoring: Annotated[
+        bool,
+        typer.Option(help="Also write monitoring/ (Grafana dashboard, KPI alert rules) for this app."),
+    ] = False,
 ) -> None:
     def call() -> None:
         from aibridge.fly.generate import init_project, options_for
@@ -60,6 +64,10 @@ def init(
                 )
             else:
                 console.print(f"{verbs[planned.action]:<8} {planned.path.name}", highlight=False)
+        if monitoring:
+            from aibridge.cli.monitoring import write_monitoring
+
+            write_monitoring(here / "monitoring", opts.app, None, force)
         console.print("next: aibridge validate && aibridge deploy", highlight=False)
 
     run_command(call)
