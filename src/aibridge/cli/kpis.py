@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -99,6 +100,10 @@ def check_kpis(
             help="The histogram's route label value for the health check (default: the URL's path)."
         ),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write a self-contained HTML report (verdicts and charts) to this file."),
+    ] = None,
 ) -> None:
     def build() -> KpiOptions:
         from aibridge.ops.kpis import (
@@ -133,7 +138,20 @@ def check_kpis(
 
     options = run_command(build)
     report = run_command(lambda: _run(options, output, watch))
+    if html is not None:
+        run_command(lambda: _write_html(html, report))
     raise typer.Exit(report.exit_code)
+
+
+def _write_html(path: Path, report: KpiReport) -> None:
+    from aibridge.errors import FileReadError
+    from aibridge.ops.kpis.html import render_html
+
+    try:
+        path.write_text(render_html(report), encoding="utf-8")
+    except OSError as error:
+        raise FileReadError(f"{path}: cannot write the HTML report: {error.strerror}") from None
+    err_console.print(f"wrote {path}", highlight=False)
 
 
 def _run(options: KpiOptions, output: OutputFormat, watch: bool) -> KpiReport:

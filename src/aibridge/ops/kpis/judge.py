@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aibridge.ops.kpis.charts import window_charts
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement, Verdict
 from aibridge.ops.kpis.scrape import Probe, Scrape, detect_label
@@ -283,4 +284,9 @@ def judge(
         memory_bytes=[v for s in obs.scrapes if (v := s.gauge(RSS)) is not None],
         complete=complete,
     )
+    if j.window:
+        limit = j.last.gauge(options.memory_limit_metric) if j.last else None
+        if limit is None and fallback_limit is not None:
+            limit = float(fallback_limit[0])
+        report.charts = window_charts(options, obs.probes, obs.scrapes, limit)
     return report

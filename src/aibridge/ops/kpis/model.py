@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from aibridge.ops.kpis.charts import Chart
+
 __all__ = ("EXIT_CANNOT_TELL", "EXIT_FAIL", "EXIT_PASS", "KpiReport", "KpiResult", "Measurement", "Verdict")
 
 Mode = Literal["snapshot", "window", "prometheus"]
@@ -65,6 +67,8 @@ class KpiReport:
     memory_bytes: list[float] = field(default_factory=list)
     """Resident memory per scrape (per step in Prometheus mode)."""
     complete: bool = True
+    charts: list[Chart] = field(default_factory=list)
+    """Time series over the window for the HTML report (empty for a snapshot)."""
 
     @property
     def exit_code(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from aibridge.errors import TargetUnreachableError, UsageError
+from aibridge.ops.kpis.charts import prometheus_charts
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
 from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
@@ -272,6 +273,8 @@ def prometheus_report(options: KpiOptions) -> KpiReport:
             p95 = f"histogram_quantile(0.95, sum by (le) (rate({h}_bucket{{{j.health_matcher}}}[{step}])))"
             series = prom.series(p95, start, j.now)
             report.latency_ms = [v * 1000 if v is not None and math.isfinite(v) else None for v in series]
+        status = options.status_label or "status"
+        report.charts = prometheus_charts(prom, options, j.sel, start, j.now, status)
         return report
     finally:
         prom.close()
