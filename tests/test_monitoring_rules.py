@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,3 +71,17 @@ def test_every_rule_has_its_annotations_and_check_kpis_thresholds() -> None:
     assert f"(14.4 * {budget:.6g})" in by_name["AibridgeUptimeBudgetBurnFast"]["expr"]
     assert by_name["AibridgeMemoryHigh"]["expr"].endswith(f"> {DEFAULT_THRESHOLDS['memory'].limit / 100:g}")
     assert by_name["AibridgeStartupSlow"]["expr"].endswith(f"> {DEFAULT_THRESHOLDS['startup'].limit:g}")
+
+
+def test_every_runbook_anchor_is_a_readme_heading() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    # GitHub's anchor for a heading: lower case, spaces to hyphens, punctuation dropped.
+    anchors = {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in readme.splitlines()
+        if line.startswith("#")
+    }
+    for group in alert_rules()["groups"]:
+        for rule in group["rules"]:
+            anchor = rule["annotations"]["runbook"].partition("#")[2]
+            assert anchor in anchors, f"{rule['alert']}: README has no heading for #{anchor}"

@@ -24,7 +24,7 @@ _COLOURS = {Verdict.PASS: "#1a7f37", Verdict.FAIL: "#cf222e", Verdict.CANNOT_TEL
 _FORMAT: dict[str, Callable[[float], str]] = {
     "s": format_seconds,
     "bytes": format_bytes,
-    "req/s": lambda v: f"{v:.3g}/s",
+    "req/s": lambda v: f"{v:,.0f}/s" if abs(v) >= 100 else f"{v:.3g}/s",
     "cores": lambda v: f"{v * 100:.3g} %",
 }
 _PAGE = """<!doctype html>
@@ -73,6 +73,9 @@ def _chart_svg(chart: Chart) -> str:
         value_formatter=fmt,
         legend_at_bottom=True,
         truncate_legend=-1,
+        truncate_label=-1,
+        x_labels_major_count=5,
+        show_minor_x_labels=False,
     )
     for series in chart.series:
         points = [(datetime.datetime.fromtimestamp(t, datetime.UTC), v) for t, v in series.points]
