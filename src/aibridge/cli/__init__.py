@@ -6,7 +6,7 @@ parsers) are imported inside command bodies so that ``aibridge --help`` stays fa
 
 from __future__ import annotations
 
-from aibridge.cli import agent, deploy, fly, kpis, loadtest, serve  # noqa: F401  (registers commands)
+from aibridge.cli import agent, deploy, fly, kpis, loadtest, mcp, serve  # noqa: F401  (registers commands)
 from aibridge.cli._app import app
 
 __all__ = ("app", "main")
