@@ -27,6 +27,7 @@ __all__ = ("RemoteLink", "http_base")
 log = logging.getLogger("aibridge.mcp")
 
 SEND_TIMEOUT_S = 15.0
+CLOSE_TOO_BIG = 1009
 
 
 def http_base(ws_url: str) -> str:
@@ -110,10 +111,9 @@ class RemoteLink:
             if to not in online:
                 raise UsageError(_not_online(to, online))
         async with self._send_lock:  # one `accepted` frame answers one send, in order
+            sending = asyncio.ensure_future(self._client.send_confirmed(to, payload, **fields))
             try:
-                envelope_id, status = await asyncio.wait_for(
-                    self._client.send_confirmed(to, payload, **fields), SEND_TIMEOUT_S
-                )
+                return Sent(*await self._confirmed(sending))
             except BridgeRefusedError as error:
                 raise UsageError(f"the bridge refused the message: {error.detail}") from None
             except (TimeoutError, BridgeClosedError):
@@ -121,7 +121,28 @@ class RemoteLink:
                     f"the bridge at {self.url} did not confirm the message within {SEND_TIMEOUT_S:.0f}s; "
                     "it may not have been stored"
                 ) from None
-        return Sent(envelope_id, status)
+            finally:
+                sending.cancel()
+
+    async def _confirmed(self, sending: asyncio.Future[tuple[str, str]]) -> tuple[str, str]:
+        """The send's ``(id, status)``; a socket that drops meanwhile fails it at once."""
+        deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT_S
+        await asyncio.wait([sending], timeout=0.05)
+        while not sending.done():
+            if not self._client.connected:
+                if self._client.close_code == CLOSE_TOO_BIG:
+                    raise UsageError(
+                        "the message is larger than the bridge accepts (it closed the connection with "
+                        "1009, message too big); send less (its limit is AI_BRIDGE_MAX_ENVELOPE_BYTES)"
+                    )
+                raise TargetUnreachableError(
+                    f"the connection to {self.url} dropped while sending; the message may not have been "
+                    "stored (check get_history before sending it again)"
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError
+            await asyncio.wait([sending], timeout=0.05)
+        return sending.result()
 
     async def ack(self, envelope_ids: Sequence[str]) -> None:
         if not envelope_ids:
