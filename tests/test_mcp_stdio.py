@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from aibridge.client import BridgeClient, send_once
 from mcp_support import (
     TOOLS,
     call,
@@ -25,8 +27,6 @@ from mcp_support import (
     wait_for,
 )
 from support import BridgeProcess, free_port, run_bridge
-
-from aibridge.client import BridgeClient, send_once
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -208,7 +208,7 @@ def test_the_bridge_app_does_not_import_the_mcp_sdk() -> None:
         "from aibridge.server.app import server_stack\n"
         "config = BridgeConfig.from_env({})\nstore = MemoryStore(config)\n"
         "server_stack(config, store, Hub(config, store), port=1, metrics=None)\n"
-        "print('SDK', sorted(m for m in ('mcp', 'mcp_types', 'starlette') if m in sys.modules))"
+        "print('SDK', sorted(m for m in ('mcp', 'mcp_types', 'httpx2', 'sse_starlette') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "SDK []" in out.stdout, out.stdout + out.stderr
