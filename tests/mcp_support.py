@@ -39,13 +39,14 @@ async def stdio_agent(url: str, agent: str, token: str | None = None) -> AsyncIt
 
 @contextlib.asynccontextmanager
 async def http_agent(
-    base: str, agent: str | None, token: str | None = None, mode: str = "auto"
+    base: str, agent: str | None, token: str | None = None, mode: str = "auto", on_message: Any = None
 ) -> AsyncIterator[Client]:
     """The SDK's Streamable HTTP client on ``/mcp`` of a real bridge, as ``agent``."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
     url = f"{base}/mcp" + (f"?agent={agent}" if agent else "")
     http = create_mcp_http_client(headers=headers)
-    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    transport = streamable_http_client(url, http_client=http)
+    async with http, Client(transport, mode=mode, message_handler=on_message) as client:
         yield client
 
 
