@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,22 @@ async def test_mcp_is_behind_the_rate_limit(tmp_path: Path) -> None:
             for _ in range(4)
         ]
         assert statuses[-1] == 429 and 429 not in statuses[:-1], statuses
+
+
+async def test_an_open_mcp_session_does_not_hold_up_the_drain(tmp_path: Path) -> None:
+    """A handshake-era client keeps a GET event stream open; SIGTERM must still drain promptly."""
+    took: list[float] = []
+    codes: list[int] = []
+    with run_bridge(tmp_path, {"AI_BRIDGE_SHUTDOWN_TIMEOUT_S": "20"}) as b:
+        # The client's own close (DELETE to a bridge that is gone) fails: that is not under test.
+        with contextlib.suppress(BaseExceptionGroup):
+            async with http_agent(b.url, "bob", mode="legacy") as bob:
+                ok(await call(bob, "list_agents"))
+                await asyncio.sleep(0.3)  # the client opens its standalone stream after initialize
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                b.signal(signal.SIGTERM)
+                codes.append(await loop.run_in_executor(None, b.wait, 30))
+                took.append(loop.time() - started)
+        assert codes == [0] and "drained" in b.log()
+        assert took[0] < 5, f"the drain waited {took[0]:.1f}s on the MCP session"
