@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import httpx  # noqa: E402
-from support import free_port, stop_process, wait_http_ok  # noqa: E402
+import httpx
+
+from support import free_port, stop_process, wait_http_ok
 
 CLI = "import sys\n{pre}\nfrom aibridge.cli import main\nsys.argv = ['aibridge', *sys.argv[1:]]\nmain()\n"
 EAGER = "import mcp.server.lowlevel, mcp.server.streamable_http_manager, mcp.server.stdio"
@@ -86,7 +87,8 @@ def main() -> None:
         for name, argv in (("aibridge --help (ms)", ["--help"]), ("aibridge validate (ms)", ["validate"])):
             shipped = _timed("", argv, runs, project)
             eager = _timed(EAGER, argv, runs, project)
-            print(f"{name:44} {shipped:10.0f} {eager:10.0f}  SDK imported eagerly ({eager - shipped:+.0f} ms)")
+            extra = eager - shipped
+            print(f"{name:44} {shipped:10.0f} {eager:10.0f}  SDK imported eagerly ({extra:+.0f} ms)")
 
         with_otel, base = _bridge("", project)
         try:
@@ -103,9 +105,12 @@ def main() -> None:
             stop_process(without)
     mib = 1024
     print(f"{'bridge idle RSS (MiB)':44} {idle / mib:10.1f} {before_sdk / mib:10.1f}  without opentelemetry")
-    print(f"{'bridge RSS after one /mcp session (MiB)':44} {used / mib:10.1f} {idle / mib:10.1f}  idle as shipped")
-    print(f"the SDK loads on first /mcp use: +{(used - idle) / mib:.1f} MiB; idle cost of its deps: "
-          f"{(idle - before_sdk) / mib:+.1f} MiB (opentelemetry, via Litestar's plugin probe)")
+    after = "bridge RSS after one /mcp session (MiB)"
+    print(f"{after:44} {used / mib:10.1f} {idle / mib:10.1f}  idle as shipped")
+    print(
+        f"the SDK loads on first /mcp use: +{(used - idle) / mib:.1f} MiB; idle cost of its deps: "
+        f"{(idle - before_sdk) / mib:+.1f} MiB (opentelemetry, via Litestar's plugin probe)"
+    )
 
 
 if __name__ == "__main__":
