@@ -9,6 +9,7 @@ when its response has left the process (that is when ``read_messages`` acks).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -177,6 +178,10 @@ def build_server(binding: Binding) -> Server[Any]:
     """The MCP server whose requests ``binding`` maps to agents."""
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        # Clients list tools when they connect: be an agent from then on, so others can write to
+        # it before its LLM made a call. Failing that is a tool error later, not a listing error.
+        with contextlib.suppress(AibridgeError):
+            await binding.link(ctx)
         return types.ListToolsResult(tools=_tool_list())
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
