@@ -212,3 +212,14 @@ def test_the_bridge_app_does_not_import_the_mcp_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "SDK []" in out.stdout, out.stdout + out.stderr
+
+
+async def test_inbox_updates_reach_a_listening_stdio_client(bridge: BridgeProcess) -> None:
+    async with stdio_agent(bridge.ws_url, "bob") as bob:
+        await until_registered(bob, "bob")
+        async with bob.listen(resource_subscriptions=["aibridge://inbox"]) as subscription:
+            await send_once(bridge.ws_url, "knock", to="bob", client_id="alice")
+            event = await asyncio.wait_for(subscription.__aiter__().__anext__(), 10)
+            assert getattr(event, "uri", None) == "aibridge://inbox"
+        [message] = ok(await call(bob, "read_messages"))["messages"]
+        assert message["text"] == "knock"
