@@ -111,6 +111,11 @@ class BridgeClient:
     ) -> None:
         await self.close()
 
+    @property
+    def connected(self) -> bool:
+        """Registered on an open socket right now (False while reconnecting or once closed)."""
+        return self._ready.is_set() and not self._closing
+
     async def _open(self, timeout: float) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
@@ -218,6 +223,23 @@ class BridgeClient:
             if reply.get("type") == "error":
                 raise BridgeRefusedError(reply)
         return str(envelope["id"])
+
+    async def send_confirmed(self, to: str | None, payload: Any = None, **fields: Any) -> tuple[str, str]:
+        """:meth:`send` on a ``confirm=True`` client, returning ``(id, status)`` from ``accepted``.
+
+        ``status`` is ``delivered`` (on the recipient's socket) or ``queued`` (kept for it).
+        """
+        if not self.confirm:
+            raise UsageError("send_confirmed needs a client created with confirm=True")
+        envelope: dict[str, Any] = {"payload": {} if payload is None else payload, **fields}
+        if to is not None:
+            envelope["to"] = to
+        envelope.setdefault("id", str(uuid.uuid4()))
+        await self._send_frame({"type": "envelope", "envelope": envelope})
+        reply = await asyncio.wait_for(self._confirms.get(), 30)
+        if reply.get("type") == "error":
+            raise BridgeRefusedError(reply)
+        return str(envelope["id"]), str(reply.get("status", "queued"))
 
     async def broadcast(self, payload: Any = None, **fields: Any) -> str:
         return await self.send(None, payload, **fields)

@@ -6,7 +6,8 @@ parsers) are imported inside command bodies so that ``aibridge --help`` stays fa
 
 from __future__ import annotations
 
-from aibridge.cli import agent, deploy, fly, kpis, loadtest, monitoring, serve  # noqa: F401  (registers commands)
+# Importing a command module registers its commands on the app.
+from aibridge.cli import agent, deploy, fly, kpis, loadtest, mcp, monitoring, serve  # noqa: F401
 from aibridge.cli._app import app
 
 __all__ = ("app", "main")

@@ -19,6 +19,7 @@ from litestar.types import Middleware
 
 from aibridge import __version__
 from aibridge.errors import StoreError
+from aibridge.mcp.mount import mcp_route
 from aibridge.server.api import ApiError, api_routes
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
@@ -113,7 +114,11 @@ def create_app(
         await endpoint(socket.scope, socket.receive, socket.send)  # type: ignore[arg-type]
 
     app = Litestar(
-        route_handlers=[*api_routes(config, hub, port if port is not None else config.port), agent_socket],
+        route_handlers=[
+            *api_routes(config, hub, port if port is not None else config.port),
+            agent_socket,
+            mcp_route(hub),  # the MCP SDK is imported on the first /mcp request, not here
+        ],
         guards=[_guard(config)],
         middleware=list(middleware),
         stores=dict(stores or {}),
