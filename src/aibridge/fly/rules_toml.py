@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from aibridge.fly.catalog import finding
 from aibridge.fly.findings import Finding
 from aibridge.fly.locate import Path
-from aibridge.fly.model import VM_PRESETS, FlyDocument, Service
+from aibridge.fly.model import VM_PRESETS, Check, FlyDocument, Service
 from aibridge.fly.shape import check_shape
-from aibridge.fly.units import format_seconds
+from aibridge.fly.units import format_seconds, parse_volume_gb
 
 __all__ = ("check_fly_toml",)
 
@@ -29,7 +29,7 @@ def check_fly_toml(doc: FlyDocument) -> list[Finding]:
 
 def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     cfg, data = doc.config, doc.data
-    if cfg.app is None:
+    if not cfg.app:  # serde.go keeps app only when it is a string; "" is no name either
         yield (
             "FLY005",
             (),
@@ -46,36 +46,82 @@ def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     for name in cfg.env:
         if name.upper().startswith("FLY_"):
             yield "FLY115", ("env", name), f"[env] {name}: names starting with FLY_ are reserved by Fly"
-    port = cfg.internal_port
-    for path, metrics_port, _ in cfg.metrics:
-        if port is not None and metrics_port == port:
-            yield (
-                "FLY116",
-                (*path, "port"),
-                f"[metrics] port {metrics_port} is the internal_port: metrics would be public",
-            )
     if cfg.kill_timeout_s is not None and cfg.kill_timeout_s > 300:
         yield (
             "FLY122",
             ("kill_timeout",),
             f"kill_timeout {format_seconds(cfg.kill_timeout_s)} is above Fly's 300s maximum",
         )
-    build = data.get("build")
-    if isinstance(build, dict):
-        found = [k for k in ("image", "dockerfile", "builtin") if build.get(k)]
-        found += ["buildpack"] if build.get("builder") or build.get("buildpacks") else []
-        if len(found) > 1:
-            yield "FLY121", ("build",), f'flyctl: "WARN more than one build configuration found: {found}"'
+    yield from _build(data.get("build"))
+    yield from _restart(doc)
 
 
-def _known_groups(doc: FlyDocument) -> set[str]:
-    return set(doc.config.processes) or {"app"}
+def _build(build: object) -> Iterator[tuple[str, Path, str]]:
+    if not isinstance(build, dict):
+        return
+    # config.go BuildStrategies, in its order; validation.go validateBuildStrategies warns on 2+.
+    found = [f'the "{build["image"]}" docker image'] if build.get("image") else []
+    found += ["a buildpack"] if build.get("builder") or build.get("buildpacks") else []
+    if build.get("dockerfile"):
+        found.append(f'the "{build["dockerfile"]}" dockerfile')
+    elif build.get("build-target") or build.get("build_target"):
+        found.append("a dockerfile")
+    found += [f'the "{build["builtin"]}" builtin image'] if build.get("builtin") else []
+    if len(found) > 1:
+        shown = ", ".join(str(f) for f in found)
+        yield "FLY121", ("build",), f'flyctl: "WARN more than one build configuration found: [{shown}]"'
+    level = build.get("compression_level")
+    if isinstance(level, int) and not isinstance(level, bool) and not 0 <= level <= 9:
+        # validation.go validateCompression -> ValidateCompressionLevelFlag
+        yield (
+            "FLY006",
+            ("build", "compression_level"),
+            f"flyctl: \"Invalid value '{level}' for compression level. Must be an integer between 0 and 9.\"",
+        )
+
+
+def _restart(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateRestartPolicy: every [[restart]] needs a policy and known groups."""
+    restarts = doc.data.get("restart")
+    groups = _group_names(doc)
+    for index, item in enumerate(restarts if isinstance(restarts, list) else []):
+        if not isinstance(item, dict):
+            continue
+        if "policy" not in item or item.get("policy") == "":
+            yield (
+                "FLY006",
+                ("restart", index),
+                '[[restart]] has no policy; flyctl: "invalid restart policy: "',
+            )
+        for group in item.get("processes") or []:
+            if isinstance(group, str) and group not in groups:
+                yield (
+                    "FLY120",
+                    ("restart", index, "processes"),
+                    f"flyctl: \"Restart policy specifies '{group}' as one of its processes, but no "
+                    'processes are defined with that name"',
+                )
+
+
+def _defined_groups(doc: FlyDocument) -> list[str]:
+    """The keys of flyctl's Config.Processes after patchProcesses (legacy items need only a name)."""
+    raw = doc.data.get("processes")
+    if isinstance(raw, dict):
+        return [str(k) for k in raw]
+    if isinstance(raw, list):
+        return [str(p["name"]) for p in raw if isinstance(p, dict) and "name" in p]
+    return []
+
+
+def _group_names(doc: FlyDocument) -> set[str]:
+    """processgroups.go ProcessNames: the defined groups, else the default group "app"."""
+    return set(_defined_groups(doc)) or {"app"}
 
 
 def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     cfg = doc.config
     services: list[Service] = ([cfg.http_service] if cfg.http_service else []) + cfg.services
-    groups = _known_groups(doc)
+    groups, defined = _group_names(doc), len(_defined_groups(doc))
     for service in services:
         name = "[http_service]" if service.path == ("http_service",) else "[[services]]"
         table = _table_at(doc, service.path)
@@ -104,6 +150,21 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 (*service.path, "auto_start_machines"),
                 f"{name}: auto_stop_machines stops machines, but auto_start_machines = false "
                 "never starts them again",
+            )
+        if not table.get("processes") and defined:
+            # validation.go validateServicesSection
+            yield (
+                "FLY120",
+                service.path,
+                f'flyctl: "Service has no processes set but app has {defined} processes defined; update '
+                'fly.toml to set processes for each service"',
+            )
+        if name == "[[services]]" and not table.get("ports"):
+            yield (
+                "FLY128",
+                service.path,
+                'flyctl: "WARNING: Service must expose at least one port. Add a [[services.ports]] '
+                'section to fly.toml"',
             )
         for group in service.processes:
             if group not in groups:
@@ -173,11 +234,13 @@ def _deploy(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 "a mount without source: fly deploy finds (or creates) volumes by this name",
             )
         if any(_overlap(mount.processes, other.processes) for other in cfg.mounts[:index]):
+            # flyctl's validateMounts says so only for a flattened group (fly config validate
+            # --process-groups); a machine takes one volume, so the deploy of that group fails.
+            group = (*mount.processes, *_defined_groups(doc), "app")[0]
             yield (
                 "FLY118",
                 mount.path,
-                "a second mount for one process group (one volume per machine); flyctl: "
-                f"\"group '{(*mount.processes, 'app')[0]}' has more than one [[mounts]] section defined\"",
+                f"a second [[mounts]] for process group '{group}': a machine takes one volume",
             )
 
 
@@ -185,54 +248,81 @@ def _checks(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     for check in doc.config.checks:
         label = f"Check '{check.name}'"
         table = _table_at(doc, check.path)
-        if check.grace_period_s is not None and check.grace_period_s > 60:
+        if check.origin == "checks":
+            yield from _toplevel_check(doc, check, label, table)
+        else:
+            yield from _service_check(check, table)
+
+
+def _toplevel_check(
+    doc: FlyDocument, check: Check, label: str, table: dict[str, object]
+) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateChecksSection, and machines.go ToMachineConfig for the port."""
+    if check.type not in ("http", "tcp"):
+        yield (
+            "FLY112",
+            check.path,
+            f"flyctl: \"Can't process top level check '{check.name}': Missing or invalid check type, "
+            "must be 'http' or 'tcp'\"",
+        )
+    if "port" not in table and doc.config.http_service is None:
+        group = (*check.processes, *_defined_groups(doc), "app")[0]
+        yield (
+            "FLY123",
+            check.path,
+            f"flyctl: \"{label} for process group '{group}' has no port set and the group has no "
+            'http_service to take it from"',
+        )
+    if check.interval_s is not None and check.interval_s < 2:
+        shown = format_seconds(check.interval_s)
+        yield (
+            "FLY110",
+            (*check.path, "interval"),
+            f'flyctl: "{label} interval is too short: {shown}, minimum is 2 seconds"',
+        )
+    if check.timeout_s is not None and check.timeout_s > 60:
+        shown = format_seconds(check.timeout_s)
+        yield (
+            "FLY111",
+            (*check.path, "timeout"),
+            f'flyctl: "{label} timeout is too long: {shown}, maximum is 60 seconds"',
+        )
+
+
+def _service_check(check: Check, table: dict[str, object]) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateSingleServiceCheckDuration: flyctl clamps to 1s..1m and warns."""
+    kind = check.type.upper()
+    values = (
+        ("interval", "an interval", check.interval_s, False),
+        ("timeout", "a timeout", check.timeout_s, False),
+        ("grace_period", "a grace period", check.grace_period_s, True),
+    )
+    for attr, description, value, zero_ok in values:
+        # A bare number under [http_service] is nanoseconds: FLY105 says so already.
+        if value is None or (check.origin == "http_service" and isinstance(table.get(attr), int | float)):
+            continue
+        shown = format_seconds(value)
+        if zero_ok and value != 0 and value < 1:
+            text = f"{description} that is non-zero and less than 1 second ({shown})"
+            yield (
+                "FLY114",
+                (*check.path, attr),
+                f'flyctl: "WARN Service {kind} check has {text}; this will be raised to 1 second"',
+            )
+        elif not zero_ok and value < 1:
+            text = f"{description} less than 1 second ({shown})"
+            yield (
+                "FLY114",
+                (*check.path, attr),
+                f'flyctl: "WARN Service {kind} check has {text}; this will be raised to 1 second"',
+            )
+        elif value > 60:
+            text = f"{description} greater than 1 minute ({shown})"
             yield (
                 "FLY113",
-                (*check.path, "grace_period"),
-                f"grace_period {format_seconds(check.grace_period_s)} is above Fly's 1 minute cap",
+                (*check.path, attr),
+                f'flyctl: "WARN Service {kind} check has {text}; this will be lowered to 1 minute"',
             )
-        if check.origin == "checks":
-            if check.type not in ("http", "tcp"):
-                yield (
-                    "FLY112",
-                    check.path,
-                    f"flyctl: \"Can't process top level check '{check.name}': Missing or invalid check type, "
-                    "must be 'http' or 'tcp'\"",
-                )
-            if "port" not in table and doc.config.http_service is None:
-                group = (*check.processes, *doc.config.processes, "app")[0]
-                yield (
-                    "FLY123",
-                    check.path,
-                    f"flyctl: \"{label} for process group '{group}' has no port set and the group has no "
-                    'http_service to take it from"',
-                )
-            if check.interval_s is not None and check.interval_s < 2:
-                shown = format_seconds(check.interval_s)
-                yield (
-                    "FLY110",
-                    (*check.path, "interval"),
-                    f'flyctl: "{label} interval is too short: {shown}, minimum is 2 seconds"',
-                )
-            if check.timeout_s is not None and check.timeout_s > 60:
-                shown = format_seconds(check.timeout_s)
-                yield (
-                    "FLY111",
-                    (*check.path, "timeout"),
-                    f'flyctl: "{label} timeout is too long: {shown}, maximum is 60 seconds"',
-                )
-            continue
-        kind = check.type.upper()
-        for attr, value in (("interval", check.interval_s), ("timeout", check.timeout_s)):
-            bare_ns = check.origin == "http_service" and isinstance(table.get(attr), int)
-            if value is not None and value < 1 and not bare_ns:
-                article = "an" if attr == "interval" else "a"
-                yield (
-                    "FLY114",
-                    (*check.path, attr),
-                    f'flyctl: "WARN Service {kind} check has {article} {attr} less than 1 second '
-                    f'({format_seconds(value)}); this will be raised to 1 second"',
-                )
 
 
 def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
@@ -240,7 +330,11 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     deploy = doc.data.get("deploy")
     release = deploy.get("release_command") if isinstance(deploy, dict) else None
     if isinstance(release, str) and not _splits(release):
-        yield "FLY125", ("deploy", "release_command"), f"release_command cannot be shell-split: {release!r}"
+        yield (
+            "FLY125",
+            ("deploy", "release_command"),
+            f"flyctl: \"Can't shell split release command: '{release}'\"",
+        )
     console = doc.data.get("console_command")
     if isinstance(console, str) and not _splits(console):
         yield "FLY125", ("console_command",), f"flyctl: \"Can't shell split console command: '{console}'\""
@@ -261,13 +355,43 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 f"flyctl: \"mount '{mount.source or index}' has a snapshot_retention value which is not "
                 'between 1 and 60 days inclusive"',
             )
-        threshold = table.get("auto_extend_size_threshold")
-        if isinstance(threshold, int) and threshold != 0 and not 50 <= threshold <= 99:  # 0 = unset
-            yield (
-                "FLY119",
-                (*mount.path, "auto_extend_size_threshold"),
-                "auto_extend_size_threshold must be 50-99",
-            )
+        yield from _auto_extend(mount.source or "", mount.path, table)
+
+
+def _auto_extend(source: str, path: Path, table: dict[str, object]) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateMounts: the three auto_extend_size_* settings, as flyctl checks them."""
+    threshold = table.get("auto_extend_size_threshold")
+    threshold = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) else 0
+    sizes = []
+    for key in ("auto_extend_size_increment", "auto_extend_size_limit"):
+        raw = table.get(key)
+        try:
+            sizes.append(parse_volume_gb(raw) if isinstance(raw, str) and raw else 0)
+        except ValueError:
+            sizes.append(0)  # FLY119 on the value itself already
+    increment, limit = sizes
+    if threshold == 0 and increment == 0 and limit == 0:
+        return
+    mount = f"mount '{source}'"
+    if threshold != 0 and increment == 0 and limit == 0:
+        yield (
+            "FLY119",
+            path,
+            f'flyctl: "{mount} auto_extend_size_threshold, auto_extend_size_increment and '
+            'auto_extend_size_limit must be all defined or none"',
+        )
+    if not 50 <= threshold <= 99:
+        where = (*path, "auto_extend_size_threshold") if threshold else path
+        yield "FLY119", where, f'flyctl: "{mount} auto_extend_size_threshold must be between 50 and 99"'
+    if not 1 <= increment <= 100:
+        where = (*path, "auto_extend_size_increment") if increment else path
+        yield "FLY119", where, f'flyctl: "{mount} auto_extend_size_increment must be between 1GB and 100GB"'
+    if limit != 0 and not 1 <= limit <= 500:
+        yield (
+            "FLY119",
+            (*path, "auto_extend_size_limit"),
+            f'flyctl: "{mount} auto_extend_size_limit must be between 1GB and 500GB"',
+        )
 
 
 def _splits(command: str) -> bool:
