@@ -153,7 +153,8 @@ def test_memory_formats(value: object, mb: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "message"), [("0", "memory cannot be zero"), ("lots", "invalid size"), (True, "invalid size: 'true'")]
+    ("value", "message"),
+    [("0", "memory cannot be zero"), ("lots", "invalid size"), (True, "invalid size: 'true'")],
 )
 def test_bad_memory(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

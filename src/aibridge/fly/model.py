@@ -229,7 +229,16 @@ def _autostop(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _folded(table: dict[str, Any]) -> dict[str, Any]:
+    """Keys as encoding/json matches them: the exact name first, else case-insensitively."""
+    out = dict(table)
+    for key, value in table.items():
+        out.setdefault(str(key).lower(), value)
+    return out
+
+
 def _service(path: Path, table: dict[str, Any]) -> Service:
+    table = _folded(table)
     concurrency = table.get("concurrency")
     limits = concurrency if isinstance(concurrency, dict) else {}
     auto_start = table.get("auto_start_machines")

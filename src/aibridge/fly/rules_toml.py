@@ -125,7 +125,7 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     for service in services:
         name = "[http_service]" if service.path == ("http_service",) else "[[services]]"
         table = _table_at(doc, service.path)
-        if "internal_port" not in table:
+        if "internal_port" not in {str(k).lower() for k in table}:  # encoding/json folds case
             hint = ""
             if name == "[[services]]" and set(table) <= {"concurrency", "ports"}:
                 hint = (
@@ -365,6 +365,8 @@ def _auto_extend(source: str, path: Path, table: dict[str, object]) -> Iterator[
     sizes = []
     for key in ("auto_extend_size_increment", "auto_extend_size_limit"):
         raw = table.get(key)
+        if raw is not None and not isinstance(raw, str):
+            return  # a decode error (FLY003): flyctl stops before validateMounts
         try:
             sizes.append(parse_volume_gb(raw) if isinstance(raw, str) and raw else 0)
         except ValueError:

@@ -80,7 +80,9 @@ def _dockerfile_path(config: Path, doc: FlyDocument | None) -> Path | None:
     if cfg and cfg.dockerfile and "://" not in cfg.dockerfile:
         return config.parent / cfg.dockerfile
     build = doc.data.get("build") if doc else None
-    if cfg and (cfg.image or (isinstance(build, dict) and (build.get("builder") or build.get("buildpacks")))):
+    # config.go BuildStrategies: an image, a buildpack or a builtin builds no Dockerfile of ours.
+    strategies = ("builder", "buildpacks", "builtin")
+    if cfg and (cfg.image or (isinstance(build, dict) and any(build.get(k) for k in strategies))):
         return None
     return config.parent / "Dockerfile"
 
