@@ -93,7 +93,8 @@ def _restart(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 ("restart", index),
                 '[[restart]] has no policy; flyctl: "invalid restart policy: "',
             )
-        for group in item.get("processes") or []:
+        named = item.get("processes")
+        for group in named if isinstance(named, list) else []:
             if isinstance(group, str) and group not in groups:
                 yield (
                     "FLY120",
