@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aibridge.cli import app
-from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
 from aibridge.fly.catalog import ERROR_REASONS, RULES
+from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
 from aibridge.fly.findings import Finding, Severity
 from aibridge.fly.model import TomlSyntaxError, parse_fly_document
 from aibridge.fly.rules_cross import check_cross
