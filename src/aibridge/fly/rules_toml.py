@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from aibridge.fly.catalog import finding
 from aibridge.fly.findings import Finding
 from aibridge.fly.locate import Path
-from aibridge.fly.model import VM_PRESETS, Check, FlyDocument, Service
+from aibridge.fly.model import VM_PRESETS, FlyDocument, Service
+from aibridge.fly.rules_checks import check_rules, defined_groups, group_names, table_at
 from aibridge.fly.shape import check_shape
 from aibridge.fly.units import format_seconds, parse_volume_gb
 
@@ -38,7 +39,7 @@ def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
         )
     yield from _services(doc)
     yield from _deploy(doc)
-    yield from _checks(doc)
+    yield from check_rules(doc)
     yield from _commands(doc)
     for vm in cfg.vms:
         if vm.size is not None and vm.size not in VM_PRESETS:
@@ -83,7 +84,7 @@ def _build(build: object) -> Iterator[tuple[str, Path, str]]:
 def _restart(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     """validation.go validateRestartPolicy: every [[restart]] needs a policy and known groups."""
     restarts = doc.data.get("restart")
-    groups = _group_names(doc)
+    groups = group_names(doc)
     for index, item in enumerate(restarts if isinstance(restarts, list) else []):
         if not isinstance(item, dict):
             continue
@@ -104,28 +105,13 @@ def _restart(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 )
 
 
-def _defined_groups(doc: FlyDocument) -> list[str]:
-    """The keys of flyctl's Config.Processes after patchProcesses (legacy items need only a name)."""
-    raw = doc.data.get("processes")
-    if isinstance(raw, dict):
-        return [str(k) for k in raw]
-    if isinstance(raw, list):
-        return [str(p["name"]) for p in raw if isinstance(p, dict) and "name" in p]
-    return []
-
-
-def _group_names(doc: FlyDocument) -> set[str]:
-    """processgroups.go ProcessNames: the defined groups, else the default group "app"."""
-    return set(_defined_groups(doc)) or {"app"}
-
-
 def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     cfg = doc.config
     services: list[Service] = ([cfg.http_service] if cfg.http_service else []) + cfg.services
-    groups, defined = _group_names(doc), len(_defined_groups(doc))
+    groups, defined = group_names(doc), len(defined_groups(doc))
     for service in services:
         name = "[http_service]" if service.path == ("http_service",) else "[[services]]"
-        table = _table_at(doc, service.path)
+        table = table_at(doc, service.path)
         if "internal_port" not in {str(k).lower() for k in table}:  # encoding/json folds case
             hint = ""
             if name == "[[services]]" and set(table) <= {"concurrency", "ports"}:
@@ -177,18 +163,6 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 )
 
 
-def _table_at(doc: FlyDocument, path: Path) -> dict[str, object]:
-    node: object = doc.data
-    for part in path:
-        if isinstance(node, dict) and isinstance(part, str):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return {}
-    return node if isinstance(node, dict) else {}
-
-
 def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return not a or not b or bool(set(a) & set(b))
 
@@ -237,92 +211,11 @@ def _deploy(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
         if any(_overlap(mount.processes, other.processes) for other in cfg.mounts[:index]):
             # flyctl's validateMounts says so only for a flattened group (fly config validate
             # --process-groups); a machine takes one volume, so the deploy of that group fails.
-            group = (*mount.processes, *_defined_groups(doc), "app")[0]
+            group = (*mount.processes, *defined_groups(doc), "app")[0]
             yield (
                 "FLY118",
                 mount.path,
                 f"a second [[mounts]] for process group '{group}': a machine takes one volume",
-            )
-
-
-def _checks(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
-    for check in doc.config.checks:
-        label = f"Check '{check.name}'"
-        table = _table_at(doc, check.path)
-        if check.origin == "checks":
-            yield from _toplevel_check(doc, check, label, table)
-        else:
-            yield from _service_check(check, table)
-
-
-def _toplevel_check(
-    doc: FlyDocument, check: Check, label: str, table: dict[str, object]
-) -> Iterator[tuple[str, Path, str]]:
-    """validation.go validateChecksSection, and machines.go ToMachineConfig for the port."""
-    if check.type not in ("http", "tcp"):
-        yield (
-            "FLY112",
-            check.path,
-            f"flyctl: \"Can't process top level check '{check.name}': Missing or invalid check type, "
-            "must be 'http' or 'tcp'\"",
-        )
-    if "port" not in table and doc.config.http_service is None:
-        group = (*check.processes, *_defined_groups(doc), "app")[0]
-        yield (
-            "FLY123",
-            check.path,
-            f"flyctl: \"{label} for process group '{group}' has no port set and the group has no "
-            'http_service to take it from"',
-        )
-    if check.interval_s is not None and check.interval_s < 2:
-        shown = format_seconds(check.interval_s)
-        yield (
-            "FLY110",
-            (*check.path, "interval"),
-            f'flyctl: "{label} interval is too short: {shown}, minimum is 2 seconds"',
-        )
-    if check.timeout_s is not None and check.timeout_s > 60:
-        shown = format_seconds(check.timeout_s)
-        yield (
-            "FLY111",
-            (*check.path, "timeout"),
-            f'flyctl: "{label} timeout is too long: {shown}, maximum is 60 seconds"',
-        )
-
-
-def _service_check(check: Check, table: dict[str, object]) -> Iterator[tuple[str, Path, str]]:
-    """validation.go validateSingleServiceCheckDuration: flyctl clamps to 1s..1m and warns."""
-    kind = check.type.upper()
-    values = (
-        ("interval", "an interval", check.interval_s, False),
-        ("timeout", "a timeout", check.timeout_s, False),
-        ("grace_period", "a grace period", check.grace_period_s, True),
-    )
-    for attr, description, value, zero_ok in values:
-        # A bare number under [http_service] is nanoseconds: FLY105 says so already.
-        if value is None or (check.origin == "http_service" and isinstance(table.get(attr), int | float)):
-            continue
-        shown = format_seconds(value)
-        if zero_ok and value != 0 and value < 1:
-            text = f"{description} that is non-zero and less than 1 second ({shown})"
-            yield (
-                "FLY114",
-                (*check.path, attr),
-                f'flyctl: "WARN Service {kind} check has {text}; this will be raised to 1 second"',
-            )
-        elif not zero_ok and value < 1:
-            text = f"{description} less than 1 second ({shown})"
-            yield (
-                "FLY114",
-                (*check.path, attr),
-                f'flyctl: "WARN Service {kind} check has {text}; this will be raised to 1 second"',
-            )
-        elif value > 60:
-            text = f"{description} greater than 1 minute ({shown})"
-            yield (
-                "FLY113",
-                (*check.path, attr),
-                f'flyctl: "WARN Service {kind} check has {text}; this will be lowered to 1 minute"',
             )
 
 
@@ -347,7 +240,7 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 f"flyctl: \"Could not parse command for '{name}' process group; check [processes] section\"",
             )
     for index, mount in enumerate(doc.config.mounts):
-        table = _table_at(doc, mount.path)
+        table = table_at(doc, mount.path)
         retention = table.get("snapshot_retention")
         if isinstance(retention, int) and not 1 <= retention <= 60:
             yield (
