@@ -306,3 +306,11 @@ def test_a_dockerfile_alone_is_linted_without_fly_toml(
     result = runner.invoke(app, ["validate", *args])
     assert result.exit_code == 0, result.output
     assert "note: no fly.toml" in result.output
+
+
+def test_readme_rule_table_is_the_catalog() -> None:
+    from aibridge.fly.catalog import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme
+    assert "**error**: flyctl refuses the file" in readme and "**warning**: flyctl accepts the file" in readme
