@@ -9,6 +9,7 @@ naming the values the platform knows (FLY126).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -156,7 +157,7 @@ def _choice(spec: Value, value: str, path: Path) -> Issue:
 def _int_cast(value: object, path: Path) -> Iterator[Issue | None]:
     """patches.go ``castToInt`` on [[services]] internal_port and ports.port."""
     if isinstance(value, str):
-        if not (value.lstrip("+-").isdigit() and value[:1].strip()):
+        if not re.fullmatch(r"[+-]?[0-9]+", value):  # strconv.Atoi: no spaces, one sign
             yield Issue(
                 "FLY003",
                 path,
