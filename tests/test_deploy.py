@@ -320,6 +320,11 @@ def test_smoke_needs_a_positive_count(tmp_path: Path) -> None:
 
 
 def test_validate_runs_first_and_errors_refuse_the_deploy(tmp_path: Path) -> None:
+    # The files init's bridge Dockerfile COPYs; without them validate's DKR113 (build fails) refuses.
+    (tmp_path / "src" / "aibridge").mkdir(parents=True)
+    (tmp_path / "src" / "aibridge" / "__init__.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "aibridge"\n')
+    (tmp_path / "README.md").write_text("# aibridge\n")
     init = run_aibridge(["init", "--app", APP], make_fake(tmp_path).env(), tmp_path)
     assert init.returncode == 0, init.stderr
     config = tmp_path / "fly.toml"

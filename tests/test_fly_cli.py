@@ -105,9 +105,18 @@ SARIF_SUBSET: dict[str, Any] = {
 }
 
 
+def source_tree(folder: Path) -> None:
+    """The files the bridge Dockerfile COPYs (DKR113 checks they exist), as in a checkout of aibridge."""
+    (folder / "src" / "aibridge").mkdir(parents=True, exist_ok=True)
+    (folder / "src" / "aibridge" / "__init__.py").write_text("")
+    (folder / "pyproject.toml").write_text('[project]\nname = "aibridge"\n')
+    (folder / "README.md").write_text("# aibridge\n")
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    source_tree(tmp_path)
     result = runner.invoke(app, ["init", "--app", "demo-app"])
     assert result.exit_code == 0, result.output
     assert "created  fly.toml" in result.output
@@ -269,3 +278,39 @@ def test_every_rule_code_is_catalogued_and_tested() -> None:
     tests += "".join(p.read_text() for p in FIXTURES.rglob("*") if p.is_file())
     untested = {code for code in RULES if code not in tests}
     assert untested == set(), f"rules without a test: {sorted(untested)}"
+
+
+@pytest.mark.parametrize("how", ["argument", "option"])
+def test_a_dockerfile_alone_is_linted_without_fly_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # README: a Dockerfile can be passed alone. With no fly.toml there is nothing to cross-check:
+    # the Dockerfile rules and DKR113 (its folder is the context) run, and the report says XF is skipped.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docker").mkdir()
+    dockerfile = tmp_path / "docker" / "web.Dockerfile"
+    dockerfile.write_text(
+        'FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1001\nCMD ["python", "/app/app.py"]\n'
+    )
+    args = [str(dockerfile)] if how == "argument" else ["--dockerfile", str(dockerfile)]
+    result = runner.invoke(app, ["validate", *args, "--format", "json"])
+    assert result.exit_code == 1, result.output  # DKR113: app.py is not next to it
+    report = json.loads(result.output)
+    assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == ["DKR113"]
+    assert report["notes"] and "cross-file rules (XF) were skipped" in report["notes"][0]
+    assert not any(f["code"].startswith(("FLY", "XF")) for f in report["findings"])
+    (tmp_path / "docker" / "app.py").write_text("print('hi')\n")
+    (tmp_path / "docker" / ".dockerignore").write_text(
+        ".env*\n.git\n.venv\n**/__pycache__\n**/*.pem\n**/*.key\n"
+    )
+    result = runner.invoke(app, ["validate", *args])
+    assert result.exit_code == 0, result.output
+    assert "note: no fly.toml" in result.output
+
+
+def test_readme_rule_table_is_the_catalog() -> None:
+    from aibridge.fly.catalog import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme
+    assert "**error**: flyctl refuses the file" in readme and "**warning**: flyctl accepts the file" in readme

@@ -13,7 +13,15 @@ from aibridge.fly.findings import Severity
 from aibridge.fly.validate import validate_project
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus" / "flytoml"
+# ../shared from the main checkout; ../../shared from a worktree under /work/wt.
+CORPUS = next(
+    (
+        base / "shared" / "corpus" / "flytoml"
+        for base in (REPO.parent, REPO.parent.parent)
+        if (base / "shared" / "corpus" / "flytoml").is_dir()
+    ),
+    REPO.parent / "shared" / "corpus" / "flytoml",
+)
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"fly.toml corpus not found at {CORPUS}")
 
@@ -22,6 +30,9 @@ SYNTAX = {"009": (43, 25), "024": (18, 8), "030": (23, 11), "047": (20, 15), "06
 REAL_ERRORS = {
     "017": [("FLY109", 13)],  # strategy = "canary" with [[mounts]]: flyctl refuses canary with volumes
     "022": [("FLY002", 19)],  # [http_service.checks] as a table: flyctl's json unmarshal error
+    # [processes] defines two groups and this [[services]] names none: validation.go
+    # validateServicesSection refuses it ("Service has no processes set but app has 2 processes").
+    "039": [("FLY120", 39)],
     "050": [("FLY109", 31)],  # strategy = "bluegreen" with [[mounts]]: bluegreen cannot use volumes
     "056": [("FLY002", 17)],  # [http_service.checks.health]: the tokf PR #168 error
     "058": [("FLY123", 28)],  # tcp check without port, no [http_service]: flyctl errors at deploy

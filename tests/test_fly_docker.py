@@ -146,3 +146,34 @@ def test_dockerignore_missing_entries_are_named() -> None:
 
 def test_complete_dockerignore_is_clean() -> None:
     assert check_dockerignore(".git\n.env*\n.venv\n**/__pycache__\n**/*.pem\n**/*.key\n", "x") == []
+
+
+def test_copy_sources_must_be_in_the_context_and_not_ignored() -> None:
+    # DKR113: BuildKit fails "failed to compute cache key: ... not found" for a COPY/ADD source that
+    # is missing from the build context or excluded by .dockerignore (the fixture's header says where).
+    from aibridge.fly.dockerfile import parse_dockerfile
+    from aibridge.fly.rules_context import check_context
+
+    context = Path(__file__).parent / "fixtures" / "fly" / "context"
+    text = (context / "Dockerfile").read_text()
+    lines = text.splitlines()
+    marked = [n - 1 for n, line in enumerate(lines, 1) if line.startswith("# !DKR113")]
+    ignore = (context / ".dockerignore").read_text()
+    findings = check_context(parse_dockerfile(text), context, ignore)
+    assert [f.line for f in findings] == marked
+    assert all(f.code == "DKR113" and f.severity.value == "error" for f in findings)
+    assert "excluded by .dockerignore" in findings[1].message
+    assert "matches nothing" in findings[2].message
+    # Without the .dockerignore, secrets.env is sent and the COPY works.
+    assert len(check_context(parse_dockerfile(text), context, None)) == 2
+
+
+def test_copy_sources_follow_the_build_target(tmp_path: Path) -> None:
+    from aibridge.fly.dockerfile import parse_dockerfile
+    from aibridge.fly.rules_context import check_context
+
+    text = "FROM python:3.12-slim AS dev\nCOPY dev.txt /\n\nFROM python:3.12-slim AS prod\nCOPY . /app\n"
+    model = parse_dockerfile(text)
+    assert check_context(model, tmp_path, None) == []  # prod is built; dev never is
+    (finding,) = check_context(model, tmp_path, None, target="dev")
+    assert finding.line == 2 and "'dev.txt' is not in the build context" in finding.message

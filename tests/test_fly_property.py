@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from pathlib import Path
@@ -13,15 +14,17 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aibridge.cli import app
+from aibridge.fly.catalog import ERROR_REASONS, RULES
 from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
-from aibridge.fly.findings import Finding
+from aibridge.fly.findings import Finding, Severity
 from aibridge.fly.model import TomlSyntaxError, parse_fly_document
 from aibridge.fly.rules_cross import check_cross
 from aibridge.fly.rules_docker import check_dockerfile
 from aibridge.fly.rules_ignore import check_dockerignore
 from aibridge.fly.rules_toml import check_fly_toml
-from aibridge.fly.schema import ROOT, NamedMap, Section
+from aibridge.fly.schema import ROOT, Form, Kind, NamedMap, Section
 from aibridge.fly.templates import InitOptions, render_dockerfile, render_fly_toml
+from aibridge.fly.validate import validate_project
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fly"
 TOML_SEEDS = [p.read_text() for p in sorted((FIXTURES / "toml").glob("*.toml"))] + [
@@ -142,3 +145,104 @@ def test_cli_exit_code_is_0_1_or_2_never_a_traceback(
             assert result.exception is None or isinstance(result.exception, SystemExit), repr(
                 result.exception
             )
+
+
+# Every known key, as a path of (key, form) steps from the root: the sections it is under, each
+# written as a table, an array of tables or a named [checks.NAME] table, as flyctl accepts them.
+Step = tuple[str, str]
+
+
+def _key_paths(section: Section, prefix: tuple[Step, ...], out: list[tuple[tuple[Step, ...], Any]]) -> None:
+    for name, spec in section.fields.items():
+        if isinstance(spec, NamedMap):
+            _key_paths(spec.item, (*prefix, (name, "named")), out)
+        elif isinstance(spec, Section):
+            form = "array" if spec.form is Form.ARRAY else "table"
+            _key_paths(spec, (*prefix, (name, form)), out)
+        else:
+            out.append(((*prefix, (name, "value")), spec))
+
+
+KEY_PATHS: list[tuple[tuple[Step, ...], Any]] = []
+_key_paths(ROOT, (), KEY_PATHS)
+TOML_SCALARS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", " 10s", "10s", "512mb", "10GiB", "0", "-1", "stop", "always", "http"]),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(),
+    st.datetimes(timezones=st.just(dt.UTC)),  # offset datetime
+    st.datetimes(),  # local datetime
+    st.dates(),  # local date
+    st.times(),  # local time
+)
+TOML_ANY: st.SearchStrategy[Any] = st.one_of(
+    TOML_SCALARS,
+    st.lists(TOML_SCALARS, max_size=3),
+    st.dictionaries(st.sampled_from(["name", "value", "x"]), TOML_SCALARS, max_size=2),
+)
+
+
+def _place(document: dict[str, Any], steps: tuple[Step, ...], value: Any) -> None:
+    node = document
+    for key, form in steps[:-1]:
+        if form == "array":
+            items = node.get(key)
+            if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+                items = node[key] = [{}]
+            node = items[0]
+        else:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+            if form == "named":
+                inner = node.get("probe")
+                if not isinstance(inner, dict):
+                    inner = node["probe"] = {}
+                node = inner
+    node[steps[-1][0]] = value
+
+
+def _reason_ok(f: Finding) -> bool:
+    rule = RULES[f.code]
+    if f.severity is not Severity.ERROR:
+        return True
+    return rule.why in ERROR_REASONS or f.code == "FLY004"  # FLY004: --strict makes it an error
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(KEY_PATHS), TOML_ANY), min_size=1, max_size=6))
+def test_every_toml_type_in_every_known_key(entries: list[tuple[tuple[tuple[Step, ...], Any], Any]]) -> None:
+    document: dict[str, Any] = {"app": "demo"}
+    for (steps, _), value in entries:
+        _place(document, steps, value)
+    text = tomlkit.dumps(document)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "fly.toml").write_text(text)
+        (root / "Dockerfile").write_text(
+            'FROM python:3.12-slim\nCOPY . /app\nUSER 1001\nCMD ["aibridge", "serve"]\n'
+        )
+        (root / ".dockerignore").write_text(".env*\n.git\n.venv\n**/__pycache__\n**/*.pem\n**/*.key\n")
+        for strict in (False, True):
+            report = validate_project(root / "fly.toml", strict=strict)
+            for f in report.findings:
+                assert _reason_ok(f), (f.code, f.message)
+                rule = RULES[f.code]
+                assert f.severity is rule.severity or rule.lesser or (strict and f.code == "FLY004"), f
+
+
+@SETTINGS
+@given(st.sampled_from([p for p in KEY_PATHS if p[1].kind is Kind.STR]), st.one_of(st.dates(), st.times()))
+def test_a_toml_date_in_a_string_field_is_never_an_error(
+    entry: tuple[tuple[Step, ...], Any], value: object
+) -> None:
+    # patches.go mapToConfig: json.Marshal writes go-toml's date/time values as strings, so a string
+    # field takes the text. flyctl accepts the file: a warning (FLY127), never an error.
+    document: dict[str, Any] = {"app": "demo"}
+    _place(document, entry[0], value)
+    doc = parse_fly_document(tomlkit.dumps(document))
+    at = [f for f in check_fly_toml(doc) if f.severity is Severity.ERROR and f.code.startswith("FLY0")]
+    assert at == [], [f.message for f in at]
+    assert any(f.code == "FLY127" for f in check_fly_toml(doc))

@@ -77,7 +77,10 @@ def test_bare_integer_interval_in_http_checks_is_nanoseconds() -> None:
 
 
 def test_same_integer_in_services_checks_is_milliseconds() -> None:
-    text = 'app = "a"\n[[services]]\ninternal_port = 8080\n[[services.tcp_checks]]\ninterval = 10000\n'
+    text = (
+        'app = "a"\n[[services]]\ninternal_port = 8080\n[[services.ports]]\nport = 80\n'
+        "[[services.tcp_checks]]\ninterval = 10000\n"
+    )
     doc = parse_fly_document(text)
     assert check_fly_toml(doc) == []
     assert doc.config.checks[0].interval_s == 10.0
@@ -150,7 +153,8 @@ def test_memory_formats(value: object, mb: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "message"), [("0", "memory cannot be zero"), ("lots", "invalid size"), (True, "not a string")]
+    ("value", "message"),
+    [("0", "memory cannot be zero"), ("lots", "invalid size"), (True, "invalid size: 'true'")],
 )
 def test_bad_memory(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -160,4 +164,7 @@ def test_bad_memory(value: object, message: str) -> None:
 def test_volume_sizes_are_decimal_gb() -> None:
     assert parse_volume_gb(3) == 3
     assert parse_volume_gb("30gb") == 30
-    assert parse_volume_gb("500mb") == 0.5
+    # helpers.ParseSize divides bytes by units.GB in integers; go-units reads "GiB" as decimal GB.
+    assert parse_volume_gb("500mb") == 0
+    assert parse_volume_gb("1.5gb") == 1
+    assert parse_volume_gb("10GiB") == 10

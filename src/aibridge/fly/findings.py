@@ -37,6 +37,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     """Files that were read."""
+    notes: list[str] = field(default_factory=list)
+    """What was not checked, and why (e.g. the cross-file rules without a fly.toml)."""
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)

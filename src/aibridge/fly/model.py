@@ -205,6 +205,8 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)  # 8080.0 survives flyctl's JSON round trip as 8080
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
@@ -227,7 +229,16 @@ def _autostop(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _folded(table: dict[str, Any]) -> dict[str, Any]:
+    """Keys as encoding/json matches them: the exact name first, else case-insensitively."""
+    out = dict(table)
+    for key, value in table.items():
+        out.setdefault(str(key).lower(), value)
+    return out
+
+
 def _service(path: Path, table: dict[str, Any]) -> Service:
+    table = _folded(table)
     concurrency = table.get("concurrency")
     limits = concurrency if isinstance(concurrency, dict) else {}
     auto_start = table.get("auto_start_machines")
@@ -276,7 +287,12 @@ def normalise(data: dict[str, Any]) -> FlyConfig:
     """Fold both accepted forms of every section into one typed view; bad values become None."""
     cfg = FlyConfig(app=_str(data.get("app")), primary_region=_str(data.get("primary_region")))
     cfg.kill_signal = _str(data.get("kill_signal"))
-    cfg.kill_timeout_s = _seconds(data["kill_timeout"], "s") if "kill_timeout" in data else None
+    experimental = data.get("experimental")
+    # patches.go patchExperimental: [experimental] kill_timeout counts when the top level has none.
+    kill = data.get("kill_timeout")
+    if "kill_timeout" not in data and isinstance(experimental, dict):
+        kill = experimental.get("kill_timeout")
+    cfg.kill_timeout_s = _seconds(kill, "s") if kill is not None else None
     deploy, build = data.get("deploy"), data.get("build")
     cfg.strategy = _str(deploy.get("strategy")) if isinstance(deploy, dict) else None
     if isinstance(build, dict):
@@ -321,7 +337,6 @@ def normalise(data: dict[str, Any]) -> FlyConfig:
     cfg.metrics = [
         (p, _int(t.get("port")), _str(t.get("path"))) for p, t in _tables(data, "metrics", "metric")
     ]
-    experimental = data.get("experimental")
     if isinstance(experimental, dict):
         if cfg.metrics == [] and "metrics_port" in experimental:
             port, mpath = _int(experimental.get("metrics_port")), _str(experimental.get("metrics_path"))

@@ -4,9 +4,11 @@ JSON schema (version 1; fields are only ever added, never renamed or removed)::
 
     {"version": 1, "tool": "aibridge", "tool_version": "0.1.0",
      "files": ["fly.toml", "Dockerfile", ".dockerignore"],
+     "notes": ["what was not checked, and why"],
      "summary": {"errors": 0, "warnings": 0, "info": 0},
      "findings": [{"code": "FLY002", "severity": "error", "title": "...", "file": "fly.toml",
-                   "line": 12, "column": 1, "message": "...", "fix": "..."}]}
+                   "line": 12, "column": 1, "message": "...", "fix": "...",
+                   "why": "the clause of the severity rule behind the rule's severity"}]}
 
 ``line``/``column`` are 1-based; 0 means the finding is about the whole file (e.g. it is missing).
 """
@@ -32,6 +34,7 @@ JSON_SCHEMA: dict[str, Any] = {
         "tool": {"const": "aibridge"},
         "tool_version": {"type": "string"},
         "files": {"type": "array", "items": {"type": "string"}},
+        "notes": {"type": "array", "items": {"type": "string"}},
         "summary": {
             "type": "object",
             "required": ["errors", "warnings", "info"],
@@ -51,6 +54,7 @@ JSON_SCHEMA: dict[str, Any] = {
                     "column": {"type": "integer", "minimum": 0},
                     "message": {"type": "string"},
                     "fix": {"type": "string"},
+                    "why": {"type": "string"},
                 },
             },
         },
@@ -64,6 +68,7 @@ def _as_dict(report: Report) -> dict[str, Any]:
         "tool": "aibridge",
         "tool_version": __version__,
         "files": report.files,
+        "notes": report.notes,
         "summary": {
             "errors": report.errors,
             "warnings": report.warnings,
@@ -79,6 +84,7 @@ def _as_dict(report: Report) -> dict[str, Any]:
                 "column": f.column,
                 "message": f.message,
                 "fix": f.fix,
+                "why": RULES[f.code].why.value,
             }
             for f in report.findings
         ],
@@ -171,6 +177,7 @@ def render_text(report: Report) -> str:
         severity = f"[{style}]{f.severity.value:<7}[/]"
         lines.append(f"  {where:>7}  {severity} [dim]{f.code:<6}[/]  {escape(f.message)}")
         lines.append(f"  {'':>7}  {'':<7} {'':6}  [green]fix:[/] {escape(f.fix)}")
+    lines += [f"[dim]note:[/] {escape(note)}" for note in report.notes]
     info = report.count(Severity.INFO)
     files = f"{len(report.files)} file{'s' if len(report.files) != 1 else ''}"
     if not report.findings:

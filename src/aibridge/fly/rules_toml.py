@@ -9,8 +9,9 @@ from aibridge.fly.catalog import finding
 from aibridge.fly.findings import Finding
 from aibridge.fly.locate import Path
 from aibridge.fly.model import VM_PRESETS, FlyDocument, Service
+from aibridge.fly.rules_checks import check_rules, defined_groups, group_names, table_at
 from aibridge.fly.shape import check_shape
-from aibridge.fly.units import format_seconds
+from aibridge.fly.units import format_seconds, parse_volume_gb
 
 __all__ = ("check_fly_toml",)
 
@@ -29,7 +30,7 @@ def check_fly_toml(doc: FlyDocument) -> list[Finding]:
 
 def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     cfg, data = doc.config, doc.data
-    if cfg.app is None:
+    if not cfg.app:  # serde.go keeps app only when it is a string; "" is no name either
         yield (
             "FLY005",
             (),
@@ -38,7 +39,7 @@ def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
         )
     yield from _services(doc)
     yield from _deploy(doc)
-    yield from _checks(doc)
+    yield from check_rules(doc)
     yield from _commands(doc)
     for vm in cfg.vms:
         if vm.size is not None and vm.size not in VM_PRESETS:
@@ -46,40 +47,72 @@ def _semantic(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     for name in cfg.env:
         if name.upper().startswith("FLY_"):
             yield "FLY115", ("env", name), f"[env] {name}: names starting with FLY_ are reserved by Fly"
-    port = cfg.internal_port
-    for path, metrics_port, _ in cfg.metrics:
-        if port is not None and metrics_port == port:
-            yield (
-                "FLY116",
-                (*path, "port"),
-                f"[metrics] port {metrics_port} is the internal_port: metrics would be public",
-            )
     if cfg.kill_timeout_s is not None and cfg.kill_timeout_s > 300:
         yield (
             "FLY122",
             ("kill_timeout",),
             f"kill_timeout {format_seconds(cfg.kill_timeout_s)} is above Fly's 300s maximum",
         )
-    build = data.get("build")
-    if isinstance(build, dict):
-        found = [k for k in ("image", "dockerfile", "builtin") if build.get(k)]
-        found += ["buildpack"] if build.get("builder") or build.get("buildpacks") else []
-        if len(found) > 1:
-            yield "FLY121", ("build",), f'flyctl: "WARN more than one build configuration found: {found}"'
+    yield from _build(data.get("build"))
+    yield from _restart(doc)
 
 
-def _known_groups(doc: FlyDocument) -> set[str]:
-    return set(doc.config.processes) or {"app"}
+def _build(build: object) -> Iterator[tuple[str, Path, str]]:
+    if not isinstance(build, dict):
+        return
+    # config.go BuildStrategies, in its order; validation.go validateBuildStrategies warns on 2+.
+    found = [f'the "{build["image"]}" docker image'] if build.get("image") else []
+    found += ["a buildpack"] if build.get("builder") or build.get("buildpacks") else []
+    if build.get("dockerfile"):
+        found.append(f'the "{build["dockerfile"]}" dockerfile')
+    elif build.get("build-target") or build.get("build_target"):
+        found.append("a dockerfile")
+    found += [f'the "{build["builtin"]}" builtin image'] if build.get("builtin") else []
+    if len(found) > 1:
+        shown = ", ".join(str(f) for f in found)
+        yield "FLY121", ("build",), f'flyctl: "WARN more than one build configuration found: [{shown}]"'
+    level = build.get("compression_level")
+    if isinstance(level, int) and not isinstance(level, bool) and not 0 <= level <= 9:
+        # validation.go validateCompression -> ValidateCompressionLevelFlag
+        yield (
+            "FLY006",
+            ("build", "compression_level"),
+            f"flyctl: \"Invalid value '{level}' for compression level. Must be an integer between 0 and 9.\"",
+        )
+
+
+def _restart(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateRestartPolicy: every [[restart]] needs a policy and known groups."""
+    restarts = doc.data.get("restart")
+    groups = group_names(doc)
+    for index, item in enumerate(restarts if isinstance(restarts, list) else []):
+        if not isinstance(item, dict):
+            continue
+        if "policy" not in item or item.get("policy") == "":
+            yield (
+                "FLY006",
+                ("restart", index),
+                '[[restart]] has no policy; flyctl: "invalid restart policy: "',
+            )
+        named = item.get("processes")
+        for group in named if isinstance(named, list) else []:
+            if isinstance(group, str) and group not in groups:
+                yield (
+                    "FLY120",
+                    ("restart", index, "processes"),
+                    f"flyctl: \"Restart policy specifies '{group}' as one of its processes, but no "
+                    'processes are defined with that name"',
+                )
 
 
 def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     cfg = doc.config
     services: list[Service] = ([cfg.http_service] if cfg.http_service else []) + cfg.services
-    groups = _known_groups(doc)
+    groups, defined = group_names(doc), len(defined_groups(doc))
     for service in services:
         name = "[http_service]" if service.path == ("http_service",) else "[[services]]"
-        table = _table_at(doc, service.path)
-        if "internal_port" not in table:
+        table = table_at(doc, service.path)
+        if "internal_port" not in {str(k).lower() for k in table}:  # encoding/json folds case
             hint = ""
             if name == "[[services]]" and set(table) <= {"concurrency", "ports"}:
                 hint = (
@@ -105,6 +138,21 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 f"{name}: auto_stop_machines stops machines, but auto_start_machines = false "
                 "never starts them again",
             )
+        if not table.get("processes") and defined:
+            # validation.go validateServicesSection
+            yield (
+                "FLY120",
+                service.path,
+                f'flyctl: "Service has no processes set but app has {defined} processes defined; update '
+                'fly.toml to set processes for each service"',
+            )
+        if name == "[[services]]" and not table.get("ports"):
+            yield (
+                "FLY128",
+                service.path,
+                'flyctl: "WARNING: Service must expose at least one port. Add a [[services.ports]] '
+                'section to fly.toml"',
+            )
         for group in service.processes:
             if group not in groups:
                 yield (
@@ -113,18 +161,6 @@ def _services(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                     f"flyctl: \"Service specifies '{group}' as one of its processes, "
                     'but no processes are defined with that name"',
                 )
-
-
-def _table_at(doc: FlyDocument, path: Path) -> dict[str, object]:
-    node: object = doc.data
-    for part in path:
-        if isinstance(node, dict) and isinstance(part, str):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return {}
-    return node if isinstance(node, dict) else {}
 
 
 def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -173,66 +209,14 @@ def _deploy(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 "a mount without source: fly deploy finds (or creates) volumes by this name",
             )
         if any(_overlap(mount.processes, other.processes) for other in cfg.mounts[:index]):
+            # flyctl's validateMounts says so only for a flattened group (fly config validate
+            # --process-groups); a machine takes one volume, so the deploy of that group fails.
+            group = (*mount.processes, *defined_groups(doc), "app")[0]
             yield (
                 "FLY118",
                 mount.path,
-                "a second mount for one process group (one volume per machine); flyctl: "
-                f"\"group '{(*mount.processes, 'app')[0]}' has more than one [[mounts]] section defined\"",
+                f"a second [[mounts]] for process group '{group}': a machine takes one volume",
             )
-
-
-def _checks(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
-    for check in doc.config.checks:
-        label = f"Check '{check.name}'"
-        table = _table_at(doc, check.path)
-        if check.grace_period_s is not None and check.grace_period_s > 60:
-            yield (
-                "FLY113",
-                (*check.path, "grace_period"),
-                f"grace_period {format_seconds(check.grace_period_s)} is above Fly's 1 minute cap",
-            )
-        if check.origin == "checks":
-            if check.type not in ("http", "tcp"):
-                yield (
-                    "FLY112",
-                    check.path,
-                    f"flyctl: \"Can't process top level check '{check.name}': Missing or invalid check type, "
-                    "must be 'http' or 'tcp'\"",
-                )
-            if "port" not in table and doc.config.http_service is None:
-                group = (*check.processes, *doc.config.processes, "app")[0]
-                yield (
-                    "FLY123",
-                    check.path,
-                    f"flyctl: \"{label} for process group '{group}' has no port set and the group has no "
-                    'http_service to take it from"',
-                )
-            if check.interval_s is not None and check.interval_s < 2:
-                shown = format_seconds(check.interval_s)
-                yield (
-                    "FLY110",
-                    (*check.path, "interval"),
-                    f'flyctl: "{label} interval is too short: {shown}, minimum is 2 seconds"',
-                )
-            if check.timeout_s is not None and check.timeout_s > 60:
-                shown = format_seconds(check.timeout_s)
-                yield (
-                    "FLY111",
-                    (*check.path, "timeout"),
-                    f'flyctl: "{label} timeout is too long: {shown}, maximum is 60 seconds"',
-                )
-            continue
-        kind = check.type.upper()
-        for attr, value in (("interval", check.interval_s), ("timeout", check.timeout_s)):
-            bare_ns = check.origin == "http_service" and isinstance(table.get(attr), int)
-            if value is not None and value < 1 and not bare_ns:
-                article = "an" if attr == "interval" else "a"
-                yield (
-                    "FLY114",
-                    (*check.path, attr),
-                    f'flyctl: "WARN Service {kind} check has {article} {attr} less than 1 second '
-                    f'({format_seconds(value)}); this will be raised to 1 second"',
-                )
 
 
 def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
@@ -240,7 +224,11 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
     deploy = doc.data.get("deploy")
     release = deploy.get("release_command") if isinstance(deploy, dict) else None
     if isinstance(release, str) and not _splits(release):
-        yield "FLY125", ("deploy", "release_command"), f"release_command cannot be shell-split: {release!r}"
+        yield (
+            "FLY125",
+            ("deploy", "release_command"),
+            f"flyctl: \"Can't shell split release command: '{release}'\"",
+        )
     console = doc.data.get("console_command")
     if isinstance(console, str) and not _splits(console):
         yield "FLY125", ("console_command",), f"flyctl: \"Can't shell split console command: '{console}'\""
@@ -252,7 +240,7 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 f"flyctl: \"Could not parse command for '{name}' process group; check [processes] section\"",
             )
     for index, mount in enumerate(doc.config.mounts):
-        table = _table_at(doc, mount.path)
+        table = table_at(doc, mount.path)
         retention = table.get("snapshot_retention")
         if isinstance(retention, int) and not 1 <= retention <= 60:
             yield (
@@ -261,13 +249,45 @@ def _commands(doc: FlyDocument) -> Iterator[tuple[str, Path, str]]:
                 f"flyctl: \"mount '{mount.source or index}' has a snapshot_retention value which is not "
                 'between 1 and 60 days inclusive"',
             )
-        threshold = table.get("auto_extend_size_threshold")
-        if isinstance(threshold, int) and threshold != 0 and not 50 <= threshold <= 99:  # 0 = unset
-            yield (
-                "FLY119",
-                (*mount.path, "auto_extend_size_threshold"),
-                "auto_extend_size_threshold must be 50-99",
-            )
+        yield from _auto_extend(mount.source or "", mount.path, table)
+
+
+def _auto_extend(source: str, path: Path, table: dict[str, object]) -> Iterator[tuple[str, Path, str]]:
+    """validation.go validateMounts: the three auto_extend_size_* settings, as flyctl checks them."""
+    threshold = table.get("auto_extend_size_threshold")
+    threshold = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) else 0
+    sizes = []
+    for key in ("auto_extend_size_increment", "auto_extend_size_limit"):
+        raw = table.get(key)
+        if raw is not None and not isinstance(raw, str):
+            return  # a decode error (FLY003): flyctl stops before validateMounts
+        try:
+            sizes.append(parse_volume_gb(raw) if isinstance(raw, str) and raw else 0)
+        except ValueError:
+            sizes.append(0)  # FLY119 on the value itself already
+    increment, limit = sizes
+    if threshold == 0 and increment == 0 and limit == 0:
+        return
+    mount = f"mount '{source}'"
+    if threshold != 0 and increment == 0 and limit == 0:
+        yield (
+            "FLY119",
+            path,
+            f'flyctl: "{mount} auto_extend_size_threshold, auto_extend_size_increment and '
+            'auto_extend_size_limit must be all defined or none"',
+        )
+    if not 50 <= threshold <= 99:
+        where = (*path, "auto_extend_size_threshold") if threshold else path
+        yield "FLY119", where, f'flyctl: "{mount} auto_extend_size_threshold must be between 50 and 99"'
+    if not 1 <= increment <= 100:
+        where = (*path, "auto_extend_size_increment") if increment else path
+        yield "FLY119", where, f'flyctl: "{mount} auto_extend_size_increment must be between 1GB and 100GB"'
+    if limit != 0 and not 1 <= limit <= 500:
+        yield (
+            "FLY119",
+            (*path, "auto_extend_size_limit"),
+            f'flyctl: "{mount} auto_extend_size_limit must be between 1GB and 500GB"',
+        )
 
 
 def _splits(command: str) -> bool:

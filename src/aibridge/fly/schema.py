@@ -22,6 +22,7 @@ class Kind(enum.Enum):
     STR = "string"
     INT = "integer"
     INT_CAST = "integer (a numeric string is cast)"
+    UINT32 = "integer from 0 to 4294967295"
     FLOAT = "number"
     BOOL = "boolean"
     STRLIST = "list of strings"
@@ -29,6 +30,8 @@ class Kind(enum.Enum):
     DURATION = "duration"
     MEMORY = "memory size"
     VOLSIZE = "volume size"
+    PERSIST = '"never", "restart" or "always" (or 0-3)'
+    PROCESSES = "table of command strings"
     AUTOSTOP = 'true/false or "off"/"stop"/"suspend"'
     STRMAP = "table of strings"
     ENV = "table of strings (or an array of tables)"
@@ -46,6 +49,11 @@ class Value:
     unit: BareUnit = "ns"
     """For durations: what a bare integer means here."""
     choices: tuple[str, ...] = ()
+    enforced: bool = True
+    """For choices: flyctl refuses other values (else it passes them through to the platform)."""
+    patched: bool = False
+    """flyctl's patches.go rewrites the raw value before the JSON decode (``_castDuration`` on
+    durations, ``castToString`` on memory and initial_size), so more input forms get through."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +80,17 @@ SL = Value(Kind.STRLIST, "[]string")
 
 
 def _dur(unit: BareUnit) -> Value:
-    return Value(Kind.DURATION, None, unit)
+    """A fly.Duration: bare integers are seconds or milliseconds where patches.go ``_castDuration``
+    shifts them (kill_timeout, [[services]] and top-level checks), nanoseconds where it does not."""
+    return Value(Kind.DURATION, None, unit, patched=unit != "ns")
 
 
-def _choice(*choices: str) -> Value:
-    return Value(Kind.STR, "string", choices=choices)
+def _choice(*choices: str, enforced: bool = False) -> Value:
+    return Value(Kind.STR, "string", choices=choices, enforced=enforced)
 
 
 def _check_fields(unit: BareUnit) -> dict[str, Spec]:
+    """Check fields; patched (``_patchCheck``: durations and headers) unless under [http_service]."""
     return {
         "grace_period": _dur(unit),
         "interval": _dur(unit),
@@ -89,7 +100,7 @@ def _check_fields(unit: BareUnit) -> dict[str, Spec]:
         "protocol": _choice("http", "https"),
         "tls_skip_verify": B,
         "tls_server_name": S,
-        "headers": Value(Kind.HEADERS),
+        "headers": Value(Kind.HEADERS, "map[string]string", patched=unit != "ns"),
     }
 
 
@@ -103,8 +114,8 @@ _HTTP_OPTIONS = Section(
     {
         "compress": B,
         "h2_backend": B,
-        "idle_timeout": INT,
-        "headers_read_timeout": INT,
+        "idle_timeout": Value(Kind.UINT32, "uint32"),
+        "headers_read_timeout": Value(Kind.UINT32, "uint32"),
         "response": Section(
             "HTTPResponseOptions",
             "fly.HTTPResponseOptions",
@@ -122,15 +133,16 @@ _MACHINE_CHECKS = Section(
 )
 _VM_FIELDS: dict[str, Spec] = {
     "size": S,
-    "memory": Value(Kind.MEMORY),
+    "memory": Value(Kind.MEMORY, "string", patched=True),
     "memory_mb": INT,
+    "max_memory_mb": INT,
     "cpus": INT,
     "cpu_kind": _choice("shared", "performance"),
     "gpus": INT,
     "gpu_kind": S,
     "kernel_args": SL,
     "host_dedication_id": S,
-    "persist_rootfs": S,
+    "persist_rootfs": Value(Kind.PERSIST),
     "processes": SL,
 }
 CONCURRENCY = Section(
@@ -169,7 +181,7 @@ ROOT = Section(
                 "settings": Value(Kind.ANYMAP),
                 "args": Value(Kind.STRMAP, "map[string]string"),
                 "compose": Section("BuildCompose", "appconfig.BuildCompose", Form.TABLE, {"file": S}),
-                "compression": _choice("gzip", "zstd"),
+                "compression": _choice("gzip", "zstd", enforced=True),
                 "compression_level": INT,
             },
             aliases={"build_target": "build-target"},
@@ -184,12 +196,18 @@ ROOT = Section(
                 "wait_timeout": _dur("ns"),
                 "release_command": S,
                 "release_command_timeout": _dur("ns"),
-                "release_command_vm": Section("Compute", "appconfig.Compute", Form.TABLE, _VM_FIELDS),
+                # Not patched like [[vm]] (patchCompute): memory must be a string here.
+                "release_command_vm": Section(
+                    "Compute",
+                    "appconfig.Compute",
+                    Form.TABLE,
+                    {**_VM_FIELDS, "memory": Value(Kind.MEMORY, "string")},
+                ),
                 "seed_command": S,
             },
         ),
         "env": Value(Kind.ENV),
-        "processes": Value(Kind.ANY),
+        "processes": Value(Kind.PROCESSES, "string"),
         "http_service": Section(
             "HTTPService",
             "appconfig.HTTPService",
@@ -222,8 +240,8 @@ ROOT = Section(
                 "min_machines_running": INT,
                 "processes": SL,
                 "ports": Section(
-                    "ServicePort",
-                    "[]appconfig.ServicePort",
+                    "MachinePort",
+                    "[]fly.MachinePort",
                     Form.BOTH,
                     {
                         "port": Value(Kind.INT_CAST),
@@ -267,12 +285,13 @@ ROOT = Section(
             {
                 "source": S,
                 "destination": S,
-                "initial_size": Value(Kind.VOLSIZE),
+                # patchMounts castToStrings initial_size only; the auto_extend sizes are plain strings.
+                "initial_size": Value(Kind.VOLSIZE, "string", patched=True),
                 "snapshot_retention": INT,
                 "scheduled_snapshots": B,
                 "auto_extend_size_threshold": INT,
-                "auto_extend_size_increment": Value(Kind.VOLSIZE),
-                "auto_extend_size_limit": Value(Kind.VOLSIZE),
+                "auto_extend_size_increment": Value(Kind.VOLSIZE, "string"),
+                "auto_extend_size_limit": Value(Kind.VOLSIZE, "string"),
                 "processes": SL,
             },
         ),
@@ -298,7 +317,11 @@ ROOT = Section(
             "Restart",
             "[]appconfig.Restart",
             Form.ARRAY,
-            {"policy": _choice("always", "never", "on-failure"), "retries": INT, "processes": SL},
+            {
+                "policy": _choice("always", "never", "on-failure", enforced=True),
+                "retries": INT,
+                "processes": SL,
+            },
         ),
         "machine_checks": _MACHINE_CHECKS,
         "experimental": Section(
@@ -314,6 +337,8 @@ ROOT = Section(
                 "enable_etcd": B,
                 "lazy_load_images": B,
                 "machine_config": S,
+                # patchExperimental copies kill_timeout up (when the top level has none).
+                "kill_timeout": _dur("s"),
                 "attached": Value(Kind.ANYMAP),
                 "use_zstd": B,
                 "metrics_port": INT,

@@ -6,12 +6,13 @@ Messages quote the error flyctl itself prints for the same input (fly.md §1), s
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from aibridge.fly.locate import Path
 from aibridge.fly.schema import CONCURRENCY, ROOT, Form, Kind, NamedMap, Section, Spec, Value
-from aibridge.fly.values import Issue, dotted, go_type, json_kind, value_issues
+from aibridge.fly.values import Issue, dotted, go_type, is_datetime, json_kind, value_issues
 
 __all__ = ("Issue", "check_shape")
 
@@ -31,6 +32,8 @@ def _index(section: Section, prefix: str, out: dict[str, list[str]]) -> dict[str
 
 
 _KEYS_ELSEWHERE = _index(ROOT, "", {})
+_ATOI = re.compile(r"[+-]?[0-9]+")
+_PATCHED_TABLES = {"build": "Build", "experimental": "Experimental"}
 
 
 class _Walker:
@@ -42,11 +45,21 @@ class _Walker:
 
     def type_error(self, spec: Value, parent: Section, path: Path, value: object) -> None:
         name = dotted(path)
-        text = f"`{name}` must be a {spec.kind.value}, not {json_kind(value)} {value!r}"
+        shown = "a TOML date/time" if is_datetime(value) else f"{json_kind(value)} {value!r}"
+        text = f"`{name}` must be a {spec.kind.value}, not {shown}"
         if spec.go_type:
+            # encoding/json names the innermost struct and the key path from the root, map keys
+            # (the [checks.NAME] names) left out; a number into a number type shows its literal.
+            field = name
+            if path[:1] == ("checks",) and len(path) > 2:
+                field = dotted((path[0], *path[2:]))
+            what = json_kind(value)
+            numeric = spec.go_type.startswith(("int", "uint", "float"))
+            if what == "number" and numeric:
+                what = f"number {value:g}" if isinstance(value, float) else f"number {value}"
             text += (
-                f'; flyctl: "json: cannot unmarshal {json_kind(value)} into Go struct field '
-                f'{parent.go}.{name} of type {spec.go_type}"'
+                f'; flyctl: "json: cannot unmarshal {what} into Go struct field '
+                f'{parent.go}.{field} of type {spec.go_type}"'
             )
         self.add("FLY003", path, text)
 
@@ -64,12 +77,19 @@ class _Walker:
                 )
                 return
             self.fields(spec, value, path)
+        elif name in _PATCHED_TABLES and parent is ROOT:
+            # patches.go patchBuild / patchExperimental refuse anything but a table.
+            self.add(
+                "FLY002",
+                path,
+                f'[{name}] must be a single table, written [{name}]; flyctl: "{_PATCHED_TABLES[name]} '
+                f'section of unknown type: {go_type(value)}"',
+                f"Write [{name}] once.",
+            )
         elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
             if spec.form is Form.TABLE:
                 quote = (
-                    "Build section of unknown type: []interface {}"
-                    if name == "build"
-                    else f"json: cannot unmarshal array into Go struct field {parent.go}.{name} "
+                    f"json: cannot unmarshal array into Go struct field {parent.go}.{name} "
                     f"of type {spec.go_type}"
                 )
                 self.add(
@@ -85,8 +105,11 @@ class _Walker:
             self.add("FLY002", path, f"`{name}` must be a {spec.form.value} of settings, not {value!r}")
 
     def fields(self, section: Section, table: dict[str, Any], path: Path) -> None:
+        folded = {name.lower(): name for name in section.fields}
         for key, value in table.items():
             canonical = section.aliases.get(key, key)
+            # Go's JSON decoder matches struct field names case-insensitively.
+            canonical = canonical if canonical in section.fields else folded.get(key.lower(), canonical)
             spec = section.fields.get(canonical)
             if spec is None:
                 self.unknown(section, key, (*path, key))
@@ -156,7 +179,7 @@ def _service_concurrency(value: object, path: Path) -> Iterator[Issue]:
         left, sep, right = value.partition(",")
         if not sep:
             yield Issue("FLY006", path, f"flyctl: \"Unknown value '{value}' for concurrency limits\"")
-        elif not (left.strip().isdigit() and right.strip().isdigit()):
+        elif not (_ATOI.fullmatch(left) and _ATOI.fullmatch(right)):  # strconv.Atoi: no spaces
             yield Issue("FLY006", path, f'flyctl: "Can not convert \'{value}\'" (expected "soft,hard")')
     elif isinstance(value, dict):
         walker = _Walker()

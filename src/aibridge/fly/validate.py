@@ -21,7 +21,7 @@ from aibridge.fly.model import FlyDocument, TomlSyntaxError, parse_fly_document,
 if TYPE_CHECKING:
     from aibridge.fly.dockerfile import DockerfileModel
 
-__all__ = ("inline_ignores", "project_ignores", "validate_paths", "validate_project")
+__all__ = ("inline_ignores", "project_ignores", "validate_dockerfile", "validate_paths", "validate_project")
 
 _IGNORE = re.compile(r"#\s*aibridge:\s*ignore(-file)?=([A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+)*)")
 
@@ -80,7 +80,9 @@ def _dockerfile_path(config: Path, doc: FlyDocument | None) -> Path | None:
     if cfg and cfg.dockerfile and "://" not in cfg.dockerfile:
         return config.parent / cfg.dockerfile
     build = doc.data.get("build") if doc else None
-    if cfg and (cfg.image or (isinstance(build, dict) and (build.get("builder") or build.get("buildpacks")))):
+    # config.go BuildStrategies: an image, a buildpack or a builtin builds no Dockerfile of ours.
+    strategies = ("builder", "buildpacks", "builtin")
+    if cfg and (cfg.image or (isinstance(build, dict) and any(build.get(k) for k in strategies))):
         return None
     return config.parent / "Dockerfile"
 
@@ -124,7 +126,9 @@ def validate_project(
             findings.append(finding("DKR002", str(config), (1, 1), message))
     elif docker_path is not None:
         model = _dockerfile(docker_path, target, texts, findings)
-        _ignore(dockerignore or _ignore_path(config, doc), dockerignore is not None, texts, findings)
+        ignore = _ignore(dockerignore or _ignore_path(config, doc), dockerignore is not None, texts, findings)
+        if model is not None:
+            findings += _context(model, config.parent, ignore, target)
     if doc is not None:
         findings += check_cross(doc, model, target)
     kept = _keep(findings, texts, project_ignores(config.resolve().parent))
@@ -157,14 +161,41 @@ def _dockerfile(
     return model
 
 
-def _ignore(path: Path, explicit: bool, texts: dict[str, str], findings: list[Finding]) -> None:
+def _ignore(path: Path, explicit: bool, texts: dict[str, str], findings: list[Finding]) -> str | None:
+    """Check .dockerignore; its text, or None when there is none."""
     from aibridge.fly.rules_ignore import check_dockerignore, missing_dockerignore
 
     if not explicit and not path.exists():
         findings.append(missing_dockerignore(str(path)))
-        return
+        return None
     texts[str(path)] = text = read_text(path)
     findings += check_dockerignore(text, str(path))
+    return text
+
+
+def _context(model: DockerfileModel, context: Path, ignore: str | None, target: str | None) -> list[Finding]:
+    from aibridge.fly.rules_context import check_context
+
+    return check_context(model, context, ignore, target)
+
+
+ALONE_NOTE = "no fly.toml: the Dockerfile was checked alone; the cross-file rules (XF) were skipped"
+
+
+def validate_dockerfile(dockerfile: Path, dockerignore: Path | None = None) -> Report:
+    """Lint a Dockerfile without a fly.toml: its own rules, its .dockerignore (the one given, else the
+    one next to it) and DKR113 against its folder as the build context; no cross-file rules."""
+    texts: dict[str, str] = {}
+    findings: list[Finding] = []
+    model = _dockerfile(dockerfile, None, texts, findings)
+    ignore_path = dockerignore or dockerfile.parent / ".dockerignore"
+    ignore = _ignore(ignore_path, dockerignore is not None, texts, findings)
+    if model is not None:
+        findings += _context(model, dockerfile.parent, ignore, None)
+    kept = _keep(findings, texts, project_ignores(dockerfile.resolve().parent))
+    order = list(texts)
+    kept.sort(key=lambda f: (order.index(f.file) if f.file in order else len(order), f.line, f.column))
+    return Report(kept, order, [ALONE_NOTE])
 
 
 def validate_paths(
@@ -175,7 +206,7 @@ def validate_paths(
     projects: list[tuple[Path, Path | None, Path | None]] = []
     configs: list[Path] = [config] if config else []
     ignore: Path | None = None
-    for path in paths or ([] if config else [Path(".")]):
+    for path in paths or ([] if config or dockerfile else [Path(".")]):
         if path.is_dir():
             projects.append((path / "fly.toml", None, None))
         elif not path.exists():
@@ -186,10 +217,15 @@ def validate_paths(
             dockerfile = path
         else:
             configs.append(path)
-    if not configs and (dockerfile or ignore):
-        configs.append(Path("fly.toml"))
-    projects += [(item, dockerfile, ignore) for item in configs]
     total = Report()
+    if not configs and (dockerfile or ignore):
+        if Path("fly.toml").exists() or dockerfile is None:
+            configs.append(Path("fly.toml"))
+        else:
+            # README: a Dockerfile can be passed alone; with no fly.toml there is nothing to cross-check.
+            report = validate_dockerfile(dockerfile, ignore)
+            total.files, total.findings, total.notes = report.files, report.findings, report.notes
+    projects += [(item, dockerfile, ignore) for item in configs]
     for item, docker, ignored in projects:
         report = validate_project(item, docker, ignored, strict=strict)
         total.files += [f for f in report.files if f not in total.files]
