@@ -8,6 +8,14 @@
 It registers on connect, sends heartbeats, and reconnects with exponential backoff when the
 connection drops (re-registering the same id, so queued envelopes are replayed). It stops for
 good when the bridge says the token is wrong (1008) or that a newer connection took the id (4409).
+
+No delivery is lost on the client side: envelopes that arrive before ``registered`` (the older
+bridge replays queues first, as ``["env", envelope]``) or in the same read as it are queued for
+:meth:`BridgeClient.receive` like any other, however late the caller starts reading.
+
+Payloads follow one rule, here and in ``aibridge send``: an object or array is the payload
+itself, ``None`` is ``{}``, and anything else is sent as ``{"text": <its text>}`` (see
+:func:`payload_of`).
 """
 
 from __future__ import annotations
@@ -20,16 +28,71 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
 
 from aibridge.errors import AibridgeError, TargetUnreachableError, UsageError
 
-__all__ = ("BridgeClient", "BridgeClosedError", "BridgeRefusedError", "listen", "send_once")
+__all__ = (
+    "NO_TOKEN",
+    "TOKEN_REFUSED",
+    "BridgeAuthError",
+    "BridgeClient",
+    "BridgeClosedError",
+    "BridgeRefusedError",
+    "check_url",
+    "listen",
+    "payload_of",
+    "send_once",
+)
 
-FINAL_CLOSE_CODES = {1008: "the bridge refused the token", 4409: "a newer connection registered this id"}
+NO_TOKEN = "no token given (set --token or AI_BRIDGE_AUTH_TOKEN)"
+TOKEN_REFUSED = "the bridge refused the token"
+FINAL_CLOSE_CODES = {1008: TOKEN_REFUSED, 4409: "a newer connection registered this id"}
+CLOSE_REASONS = {1001: "the bridge went away", 1012: "the bridge is restarting", 1013: "try again later"}
+
+Reconnecting = Callable[[int, float, str], None]
+"""``on_reconnect(attempt, delay_s, reason)``: called before each reconnect attempt waits."""
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a ws:// or wss:// URL with a host and a valid port, else :class:`UsageError`
+    saying what is wrong with it (and what to write instead)."""
+    example = "ws://127.0.0.1:8080/ws"
+    if "://" not in url:
+        hint = f"ws://{url.rstrip('/')}/ws" if url.strip() else example
+        raise UsageError(f"{url!r} is not a WebSocket URL: it has no ws:// or wss:// scheme (e.g. {hint})")
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in ("http", "https"):
+        path = "" if urlsplit(url).path not in ("", "/") else "/ws"
+        hint = f"{'wss' if scheme.lower() == 'https' else 'ws'}://{rest.rstrip('/') if path else rest}{path}"
+        raise UsageError(f"{url!r} is an HTTP URL: agents connect over WebSocket, use {hint}")
+    try:
+        port = urlsplit(url).port
+        parse_uri(url)
+    except ValueError:
+        raise UsageError(f"{url!r} has a port out of range: use 1-65535 (e.g. {example})") from None
+    except InvalidURI:
+        if scheme.lower() not in ("ws", "wss"):
+            raise UsageError(f"{url!r}: scheme {scheme!r} is not ws or wss (e.g. {example})") from None
+        raise UsageError(f"{url!r} has no host (e.g. {example})") from None
+    if port == 0:
+        raise UsageError(f"{url!r} has port 0, which nothing listens on: use 1-65535 (e.g. {example})")
+    return url
+
+
+def payload_of(value: Any) -> Any:
+    """The payload an envelope carries for ``value``: an object or array as it is, ``None`` as
+    ``{}``, anything else as ``{"text": <its text>}`` (a str as is, other values as JSON text)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict | list):
+        return value
+    return {"text": value if isinstance(value, str) else json.dumps(value)}
 
 
 class BridgeRefusedError(AibridgeError):
@@ -40,6 +103,17 @@ class BridgeRefusedError(AibridgeError):
     def __init__(self, frame: dict[str, Any]) -> None:
         super().__init__(f"{frame.get('error')}: {frame.get('message', '')}".rstrip(": "))
         self.frame = frame
+
+
+class BridgeAuthError(BridgeRefusedError, UsageError):
+    """The bridge wants a token and got none, or refused the one given (:data:`NO_TOKEN`,
+    :data:`TOKEN_REFUSED`). Also a :class:`UsageError`, what a refused token raised before."""
+
+    def __init__(self, url: str, reason: str, frame: dict[str, Any] | None = None) -> None:
+        super().__init__(frame or {"type": "error", "error": "unauthorized"})
+        self.detail = f"{url}: {reason}"
+        self.args = (self.detail,)
+        self.reason = reason
 
 
 class BridgeClosedError(AibridgeError):
@@ -64,8 +138,9 @@ class BridgeClient:
         heartbeat_s: float = 30.0,
         backoff_s: tuple[float, float] = (0.2, 10.0),
         register_fields: dict[str, Any] | None = None,
+        on_reconnect: Reconnecting | None = None,
     ) -> None:
-        self.url = url
+        self.url = check_url(url)
         self.client_id = client_id
         self.token = token
         self.role = role
@@ -75,6 +150,7 @@ class BridgeClient:
         self.heartbeat_s = heartbeat_s
         self.backoff_s = backoff_s
         self.register_fields = register_fields or {}
+        self.on_reconnect = on_reconnect
         self.registered: dict[str, Any] | None = None
         self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.close_code: int | None = None
@@ -119,7 +195,13 @@ class BridgeClient:
                 timeout,
             )
         except InvalidStatus as exc:
-            raise UsageError(f"{self.url} refused the connection: HTTP {exc.response.status_code}") from None
+            status = exc.response.status_code
+            if status == 401:
+                raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN) from None
+            said = _error_of(exc.response.body)
+            raise UsageError(
+                f"{self.url} refused the connection: HTTP {status}" + (f" ({said})" if said else "")
+            ) from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise TargetUnreachableError(f"cannot connect to {self.url}: {exc}") from None
         frame: dict[str, Any] = {"type": "register", "role": self.role, **self.register_fields}
@@ -132,13 +214,21 @@ class BridgeClient:
         await ws.send(json.dumps(frame))
         while True:
             try:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                reply = _decode(await asyncio.wait_for(ws.recv(), timeout))
             except (ConnectionClosed, TimeoutError) as exc:
                 await ws.close()
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
+                if code == 1008:
+                    raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN) from None
                 raise UsageError(
                     f"{self.url} did not register us: {FINAL_CLOSE_CODES.get(code or 0, exc)}"
                 ) from None
+            if reply is None:
+                continue
+            delivered = _delivery(reply)
+            if delivered is not None:  # the older bridge replays before `registered`: keep it
+                self._deliveries.put_nowait(delivered)
+                continue
             if reply.get("type") == "registered":
                 self.registered = reply["client"]
                 self.client_id = reply["client"]["id"]
@@ -147,6 +237,8 @@ class BridgeClient:
                 return ws
             if reply.get("type") == "error":
                 await ws.close()
+                if reply.get("error") == "unauthorized":
+                    raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN, reply)
                 raise BridgeRefusedError(reply)
 
     async def _run(self, ws: ClientConnection | None) -> None:
@@ -160,26 +252,36 @@ class BridgeClient:
             self.close_code = ws.close_code
             if self._closing or not self.reconnect or ws.close_code in FINAL_CLOSE_CODES:
                 break
-            ws = await self._reconnect()
+            ws = await self._reconnect(_closed_reason(ws))
         self._deliveries.put_nowait(None)
 
-    async def _reconnect(self) -> ClientConnection | None:
+    async def _reconnect(self, reason: str) -> ClientConnection | None:
         """Reopen with exponential backoff and jitter; None once the client is closing."""
         delay = self.backoff_s[0]
+        attempt = 0
         while not self._closing:
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            attempt += 1
+            wait = delay * (0.5 + random.random())
+            if self.on_reconnect is not None:
+                self.on_reconnect(attempt, wait, reason)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.backoff_s[1])
-            with contextlib.suppress(AibridgeError):
+            try:
                 return await self._open(timeout=10.0)
+            except AibridgeError as error:
+                reason = error.detail
         return None
 
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
-                frame = json.loads(raw)
-                kind = frame.get("type") if isinstance(frame, dict) else None
-                if kind == "envelope":
-                    self._deliveries.put_nowait(frame["envelope"])
+                frame = _decode(raw)
+                if frame is None:
+                    continue
+                delivered = _delivery(frame)
+                kind = frame.get("type")
+                if delivered is not None:
+                    self._deliveries.put_nowait(delivered)
                 elif kind == "accepted":
                     self._confirms.put_nowait(frame)
                 elif kind == "error":
@@ -208,7 +310,7 @@ class BridgeClient:
         With ``confirm=True`` this waits for the bridge's ``accepted`` frame (the envelope is
         stored) and raises :class:`BridgeRefusedError` if it refused the envelope instead.
         """
-        envelope: dict[str, Any] = {"payload": {} if payload is None else payload, **fields}
+        envelope: dict[str, Any] = {"payload": payload_of(payload), **fields}
         if to is not None:
             envelope["to"] = to
         envelope.setdefault("id", str(uuid.uuid4()))
@@ -220,6 +322,7 @@ class BridgeClient:
         return str(envelope["id"])
 
     async def broadcast(self, payload: Any = None, **fields: Any) -> str:
+        """Send an envelope to every other agent (``payload`` as in :meth:`send`); return its id."""
         return await self.send(None, payload, **fields)
 
     async def ack(self, *envelope_ids: str) -> None:
@@ -250,13 +353,45 @@ class BridgeClient:
                 return
 
 
+def _decode(raw: str | bytes) -> dict[str, Any] | None:
+    """A frame as a dict; the older bridge's ``["env", envelope]`` as an envelope frame; else None."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(frame, list) and len(frame) == 2 and frame[0] == "env" and isinstance(frame[1], dict):
+        return {"type": "envelope", "envelope": frame[1]}
+    return frame if isinstance(frame, dict) else None
+
+
+def _delivery(frame: dict[str, Any]) -> dict[str, Any] | None:
+    envelope = frame.get("envelope") if frame.get("type") == "envelope" else None
+    return envelope if isinstance(envelope, dict) else None
+
+
+def _error_of(body: bytes | bytearray | None) -> str | None:
+    """The ``error`` of a JSON refusal body, if there is one."""
+    try:
+        error = json.loads(body or b"").get("error")
+    except (ValueError, AttributeError):
+        return None
+    return str(error)[:200] if error else None
+
+
+def _closed_reason(ws: ClientConnection) -> str:
+    code = ws.close_code
+    if code is None or code == 1006:
+        return "the connection dropped"
+    return f"closed with {code}" + (f" ({CLOSE_REASONS[code]})" if code in CLOSE_REASONS else "")
+
+
 def _payload(message: str) -> Any:
-    """A JSON message is sent as the payload itself; anything else as ``{"text": message}``."""
+    """A command-line message: JSON object/array text is that value; any other text is ``payload_of``."""
     try:
         value = json.loads(message)
     except ValueError:
-        return {"text": message}
-    return value if isinstance(value, dict | list) else {"text": message}
+        return payload_of(message)
+    return value if isinstance(value, dict | list) else payload_of(message)
 
 
 async def send_once(
@@ -288,10 +423,11 @@ async def listen(
     token: str | None = None,
     ack: bool = False,
     count: int | None = None,
+    on_reconnect: Reconnecting | None = None,
 ) -> int:
     """Receive envelopes (acking each when ``ack``) until ``count`` arrived or the bridge ends it."""
     received = 0
-    async with BridgeClient(url, client_id, token=token, ack=ack) as client:
+    async with BridgeClient(url, client_id, token=token, ack=ack, on_reconnect=on_reconnect) as client:
         async for envelope in client:
             on_envelope(envelope)
             if ack:
