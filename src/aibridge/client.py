@@ -28,13 +28,25 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from aibridge.client_wire import (
+    NO_TOKEN,
+    TOKEN_REFUSED,
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeRefusedError,
+    check_url,
+    cli_payload,
+    closed_reason,
+    decode,
+    delivery,
+    error_of,
+    payload_of,
+)
 from aibridge.errors import AibridgeError, TargetUnreachableError, UsageError
 
 __all__ = (
@@ -50,76 +62,10 @@ __all__ = (
     "send_once",
 )
 
-NO_TOKEN = "no token given (set --token or AI_BRIDGE_AUTH_TOKEN)"
-TOKEN_REFUSED = "the bridge refused the token"
 FINAL_CLOSE_CODES = {1008: TOKEN_REFUSED, 4409: "a newer connection registered this id"}
-CLOSE_REASONS = {1001: "the bridge went away", 1012: "the bridge is restarting", 1013: "try again later"}
 
 Reconnecting = Callable[[int, float, str], None]
 """``on_reconnect(attempt, delay_s, reason)``: called before each reconnect attempt waits."""
-
-
-def check_url(url: str) -> str:
-    """``url`` if it is a ws:// or wss:// URL with a host and a valid port, else :class:`UsageError`
-    saying what is wrong with it (and what to write instead)."""
-    example = "ws://127.0.0.1:8080/ws"
-    if "://" not in url:
-        hint = f"ws://{url.rstrip('/')}/ws" if url.strip() else example
-        raise UsageError(f"{url!r} is not a WebSocket URL: it has no ws:// or wss:// scheme (e.g. {hint})")
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() in ("http", "https"):
-        path = "" if urlsplit(url).path not in ("", "/") else "/ws"
-        hint = f"{'wss' if scheme.lower() == 'https' else 'ws'}://{rest.rstrip('/') if path else rest}{path}"
-        raise UsageError(f"{url!r} is an HTTP URL: agents connect over WebSocket, use {hint}")
-    try:
-        port = urlsplit(url).port
-        parse_uri(url)
-    except ValueError:
-        raise UsageError(f"{url!r} has a port out of range: use 1-65535 (e.g. {example})") from None
-    except InvalidURI:
-        if scheme.lower() not in ("ws", "wss"):
-            raise UsageError(f"{url!r}: scheme {scheme!r} is not ws or wss (e.g. {example})") from None
-        raise UsageError(f"{url!r} has no host (e.g. {example})") from None
-    if port == 0:
-        raise UsageError(f"{url!r} has port 0, which nothing listens on: use 1-65535 (e.g. {example})")
-    return url
-
-
-def payload_of(value: Any) -> Any:
-    """The payload an envelope carries for ``value``: an object or array as it is, ``None`` as
-    ``{}``, anything else as ``{"text": <its text>}`` (a str as is, other values as JSON text)."""
-    if value is None:
-        return {}
-    if isinstance(value, dict | list):
-        return value
-    return {"text": value if isinstance(value, str) else json.dumps(value)}
-
-
-class BridgeRefusedError(AibridgeError):
-    """The bridge answered an ``error`` frame to something this client sent."""
-
-    exit_code = 2
-
-    def __init__(self, frame: dict[str, Any]) -> None:
-        super().__init__(f"{frame.get('error')}: {frame.get('message', '')}".rstrip(": "))
-        self.frame = frame
-
-
-class BridgeAuthError(BridgeRefusedError, UsageError):
-    """The bridge wants a token and got none, or refused the one given (:data:`NO_TOKEN`,
-    :data:`TOKEN_REFUSED`). Also a :class:`UsageError`, what a refused token raised before."""
-
-    def __init__(self, url: str, reason: str, frame: dict[str, Any] | None = None) -> None:
-        super().__init__(frame or {"type": "error", "error": "unauthorized"})
-        self.detail = f"{url}: {reason}"
-        self.args = (self.detail,)
-        self.reason = reason
-
-
-class BridgeClosedError(AibridgeError):
-    """The connection ended for good (closed by the client, or a final close code)."""
-
-    exit_code = 2
 
 
 class BridgeClient:
@@ -198,7 +144,7 @@ class BridgeClient:
             status = exc.response.status_code
             if status == 401:
                 raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN) from None
-            said = _error_of(exc.response.body)
+            said = error_of(exc.response.body)
             raise UsageError(
                 f"{self.url} refused the connection: HTTP {status}" + (f" ({said})" if said else "")
             ) from None
@@ -214,7 +160,7 @@ class BridgeClient:
         await ws.send(json.dumps(frame))
         while True:
             try:
-                reply = _decode(await asyncio.wait_for(ws.recv(), timeout))
+                reply = decode(await asyncio.wait_for(ws.recv(), timeout))
             except (ConnectionClosed, TimeoutError) as exc:
                 await ws.close()
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
@@ -225,7 +171,7 @@ class BridgeClient:
                 ) from None
             if reply is None:
                 continue
-            delivered = _delivery(reply)
+            delivered = delivery(reply)
             if delivered is not None:  # the older bridge replays before `registered`: keep it
                 self._deliveries.put_nowait(delivered)
                 continue
@@ -252,7 +198,7 @@ class BridgeClient:
             self.close_code = ws.close_code
             if self._closing or not self.reconnect or ws.close_code in FINAL_CLOSE_CODES:
                 break
-            ws = await self._reconnect(_closed_reason(ws))
+            ws = await self._reconnect(closed_reason(ws))
         self._deliveries.put_nowait(None)
 
     async def _reconnect(self, reason: str) -> ClientConnection | None:
@@ -275,10 +221,10 @@ class BridgeClient:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
-                frame = _decode(raw)
+                frame = decode(raw)
                 if frame is None:
                     continue
-                delivered = _delivery(frame)
+                delivered = delivery(frame)
                 kind = frame.get("type")
                 if delivered is not None:
                     self._deliveries.put_nowait(delivered)
@@ -353,47 +299,6 @@ class BridgeClient:
                 return
 
 
-def _decode(raw: str | bytes) -> dict[str, Any] | None:
-    """A frame as a dict; the older bridge's ``["env", envelope]`` as an envelope frame; else None."""
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(frame, list) and len(frame) == 2 and frame[0] == "env" and isinstance(frame[1], dict):
-        return {"type": "envelope", "envelope": frame[1]}
-    return frame if isinstance(frame, dict) else None
-
-
-def _delivery(frame: dict[str, Any]) -> dict[str, Any] | None:
-    envelope = frame.get("envelope") if frame.get("type") == "envelope" else None
-    return envelope if isinstance(envelope, dict) else None
-
-
-def _error_of(body: bytes | bytearray | None) -> str | None:
-    """The ``error`` of a JSON refusal body, if there is one."""
-    try:
-        error = json.loads(body or b"").get("error")
-    except (ValueError, AttributeError):
-        return None
-    return str(error)[:200] if error else None
-
-
-def _closed_reason(ws: ClientConnection) -> str:
-    code = ws.close_code
-    if code is None or code == 1006:
-        return "the connection dropped"
-    return f"closed with {code}" + (f" ({CLOSE_REASONS[code]})" if code in CLOSE_REASONS else "")
-
-
-def _payload(message: str) -> Any:
-    """A command-line message: JSON object/array text is that value; any other text is ``payload_of``."""
-    try:
-        value = json.loads(message)
-    except ValueError:
-        return payload_of(message)
-    return value if isinstance(value, dict | list) else payload_of(message)
-
-
 async def send_once(
     url: str,
     message: str,
@@ -412,7 +317,7 @@ async def send_once(
         fields["taskId"] = task_id
     client = BridgeClient(url, client_id, token=token, confirm=True, reconnect=False)
     async with client:
-        return await client.send(to, _payload(message), **fields)
+        return await client.send(to, cli_payload(message), **fields)
 
 
 async def listen(
