@@ -306,3 +306,21 @@ def test_health_timestamp_is_the_time_of_the_answer(shared: BridgeProcess) -> No
             assert before - 0.002 <= answered <= after + 0.002, (before, stamp, after)
             seen.add(stamp)
         assert len(seen) > 2
+
+
+async def test_a_burst_over_the_socket_budget_sees_rate_limited_as_documented(tmp_path: Path) -> None:
+    with run_bridge(tmp_path, {"AI_BRIDGE_STORE": "memory", "AI_BRIDGE_WS_RATE_MAX": "3"}) as bridge:
+        async with websockets.connect(bridge.ws_url) as ws:
+            await ws.send(json.dumps({"type": "register", "clientId": "burst", "confirm": True}))
+            assert json.loads(await ws.recv())["type"] == "registered"
+            ids = [f"burst-{n}" for n in range(10)]
+            for envelope_id in ids:  # one burst, faster than 3/s refills
+                await ws.send(json.dumps({"type": "envelope", "envelope": {"id": envelope_id, "to": "x"}}))
+            replies = [json.loads(await ws.recv()) for _ in ids]  # confirm: one reply per envelope
+        refused = [r for r in replies if r["type"] == "error"]
+        accepted = {r["id"] for r in replies if r["type"] == "accepted"}
+        assert refused and accepted and all(r["error"] == "rate_limited" for r in refused)
+        assert refused[0]["message"] == "over 3 envelopes/s on this connection; envelope not accepted"
+        assert {r["id"] for r in refused} | accepted == set(ids)
+        stored = {e["id"] for e in httpx.get(f"{bridge.url}/history").json()["history"]}
+        assert stored == accepted  # a refused envelope is not stored
