@@ -21,7 +21,8 @@ from websockets.exceptions import InvalidStatus
 
 from aibridge.client import BridgeClient
 from aibridge.errors import ConfigError
-from aibridge.server.config import BridgeConfig, environment_with_file
+from aibridge.server.config import BridgeConfig
+from aibridge.server.envfile import environment_with_file
 from support import BridgeProcess, free_port, run_bridge, stop_process, wait_http_ok
 
 

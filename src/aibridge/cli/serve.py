@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from aibridge.cli._app import app, run_command
-from aibridge.server.config import BridgeConfig, environment_with_file, settings_help
+from aibridge.server.config import BridgeConfig, settings_help
+from aibridge.server.envfile import environment_with_file
 
 
 @app.command(

@@ -53,7 +53,7 @@ def query_params(*names: str) -> Guard:
         if not raw:
             return
         counts = Counter(key for key, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
-        path = connection.scope["path"]
+        path = connection.scope["path"][:200]
         unknown = [key for key in counts if key not in allowed]
         if unknown:
             shown = ", ".join(repr(key[:64]) for key in unknown[:10])
