@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,17 @@ import pytest
 
 from loadtarget import LoadTarget, run_loadtarget
 from support import BridgeProcess, run_bridge
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give every process the tests start the default SIGINT, however the run was started.
+
+    Started with SIGINT ignored (``nohup make test &``, any background job of a script), each
+    subprocess would inherit SIG_IGN across exec and shrug off the Ctrl-C a test sends it. A
+    handler, unlike SIG_IGN, is reset to the default on exec, so installing Python's own here
+    resets SIGINT in every child (and lets the tests that interrupt this process work too).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

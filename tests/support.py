@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +120,7 @@ class BridgeProcess:
 
 @contextlib.contextmanager
 def run_bridge(
-    tmp_path: Path, env: Mapping[str, str] | None = None, *, wait: bool = True
+    tmp_path: Path, env: Mapping[str, str] | None = None, *, wait: bool = True, args: Sequence[str] = ()
 ) -> Iterator[BridgeProcess]:
     """Start the real server with uvicorn on free loopback ports; stop it (SIGKILL at worst) after."""
     port, metrics_port = free_port(), free_port()
@@ -136,7 +136,7 @@ def run_bridge(
     full_env.update(env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,

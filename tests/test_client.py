@@ -30,9 +30,9 @@ async def test_send_receive_and_broadcast(bridge: BridgeProcess) -> None:
         sent = await alice.send("bob", {"text": "hi"}, intent="greet", taskId="t1")
         got = await bob.receive(timeout=5)
         assert (got["id"], got["from"], got["intent"], got["taskId"]) == (sent, "alice", "greet", "t1")
-        await alice.broadcast("all hands")
-        assert (await bob.receive(timeout=5))["payload"] == "all hands"
-        assert (await carol.receive(timeout=5))["payload"] == "all hands"
+        await alice.broadcast("all hands")  # the CLI's rule: text is sent as {"text": …}
+        assert (await bob.receive(timeout=5))["payload"] == {"text": "all hands"}
+        assert (await carol.receive(timeout=5))["payload"] == {"text": "all hands"}
 
 
 async def test_confirmed_send_raises_when_refused(tmp_path: Path) -> None:

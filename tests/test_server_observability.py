@@ -258,8 +258,9 @@ def test_json_log_lines_one_per_request_without_payload_query_or_token(tmp_path:
     assert [(a["status"], a["method"]) for a in access] == [(200, "GET")] * 5 + [(401, "GET")]
     assert access[0]["client"] == "192.0.2.44" and isinstance(access[0]["duration_ms"], float)
     ws_lines = [line for line in lines if line["logger"] == "aibridge.ws"]
-    assert [w["event"] for w in ws_lines] == ["ws_connect", "ws_disconnect"]
-    assert ws_lines[1]["agent"] == "logged" and ws_lines[1]["code"] == 1000
+    assert [w["event"] for w in ws_lines] == ["ws_connect", "ws_register", "ws_disconnect"]
+    assert ws_lines[1]["agent"] == "logged" and ws_lines[1]["role"] == "agent"
+    assert ws_lines[2]["agent"] == "logged" and ws_lines[2]["code"] == 1000
     startup = next(line for line in lines if "config" in line)
     assert startup["version"] == __version__ and startup["config"]["auth_token"] == "***"
     assert TOKEN not in log and canary not in log and "limit=3" not in log

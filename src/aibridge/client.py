@@ -8,6 +8,14 @@
 It registers on connect, sends heartbeats, and reconnects with exponential backoff when the
 connection drops (re-registering the same id, so queued envelopes are replayed). It stops for
 good when the bridge says the token is wrong (1008) or that a newer connection took the id (4409).
+
+No delivery is lost on the client side: envelopes that arrive before ``registered`` (the older
+bridge replays queues first, as ``["env", envelope]``) or in the same read as it are queued for
+:meth:`BridgeClient.receive` like any other, however late the caller starts reading.
+
+Payloads follow one rule, here and in ``aibridge send``: an object or array is the payload
+itself, ``None`` is ``{}``, and anything else is sent as ``{"text": <its text>}`` (see
+:func:`payload_of`).
 """
 
 from __future__ import annotations
@@ -25,27 +33,39 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from aibridge.client_wire import (
+    NO_TOKEN,
+    TOKEN_REFUSED,
+    BridgeAuthError,
+    BridgeClosedError,
+    BridgeRefusedError,
+    check_url,
+    cli_payload,
+    closed_reason,
+    decode,
+    delivery,
+    error_of,
+    payload_of,
+)
 from aibridge.errors import AibridgeError, TargetUnreachableError, UsageError
 
-__all__ = ("BridgeClient", "BridgeClosedError", "BridgeRefusedError", "listen", "send_once")
+__all__ = (
+    "NO_TOKEN",
+    "TOKEN_REFUSED",
+    "BridgeAuthError",
+    "BridgeClient",
+    "BridgeClosedError",
+    "BridgeRefusedError",
+    "check_url",
+    "listen",
+    "payload_of",
+    "send_once",
+)
 
-FINAL_CLOSE_CODES = {1008: "the bridge refused the token", 4409: "a newer connection registered this id"}
+FINAL_CLOSE_CODES = {1008: TOKEN_REFUSED, 4409: "a newer connection registered this id"}
 
-
-class BridgeRefusedError(AibridgeError):
-    """The bridge answered an ``error`` frame to something this client sent."""
-
-    exit_code = 2
-
-    def __init__(self, frame: dict[str, Any]) -> None:
-        super().__init__(f"{frame.get('error')}: {frame.get('message', '')}".rstrip(": "))
-        self.frame = frame
-
-
-class BridgeClosedError(AibridgeError):
-    """The connection ended for good (closed by the client, or a final close code)."""
-
-    exit_code = 2
+Reconnecting = Callable[[int, float, str], None]
+"""``on_reconnect(attempt, delay_s, reason)``: called before each reconnect attempt waits."""
 
 
 class BridgeClient:
@@ -64,8 +84,9 @@ class BridgeClient:
         heartbeat_s: float = 30.0,
         backoff_s: tuple[float, float] = (0.2, 10.0),
         register_fields: dict[str, Any] | None = None,
+        on_reconnect: Reconnecting | None = None,
     ) -> None:
-        self.url = url
+        self.url = check_url(url)
         self.client_id = client_id
         self.token = token
         self.role = role
@@ -75,6 +96,7 @@ class BridgeClient:
         self.heartbeat_s = heartbeat_s
         self.backoff_s = backoff_s
         self.register_fields = register_fields or {}
+        self.on_reconnect = on_reconnect
         self.registered: dict[str, Any] | None = None
         self.errors: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.close_code: int | None = None
@@ -124,7 +146,13 @@ class BridgeClient:
                 timeout,
             )
         except InvalidStatus as exc:
-            raise UsageError(f"{self.url} refused the connection: HTTP {exc.response.status_code}") from None
+            status = exc.response.status_code
+            if status == 401:
+                raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN) from None
+            said = error_of(exc.response.body)
+            raise UsageError(
+                f"{self.url} refused the connection: HTTP {status}" + (f" ({said})" if said else "")
+            ) from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise TargetUnreachableError(f"cannot connect to {self.url}: {exc}") from None
         frame: dict[str, Any] = {"type": "register", "role": self.role, **self.register_fields}
@@ -137,13 +165,21 @@ class BridgeClient:
         await ws.send(json.dumps(frame))
         while True:
             try:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                reply = decode(await asyncio.wait_for(ws.recv(), timeout))
             except (ConnectionClosed, TimeoutError) as exc:
                 await ws.close()
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
+                if code == 1008:
+                    raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN) from None
                 raise UsageError(
                     f"{self.url} did not register us: {FINAL_CLOSE_CODES.get(code or 0, exc)}"
                 ) from None
+            if reply is None:
+                continue
+            delivered = delivery(reply)
+            if delivered is not None:  # the older bridge replays before `registered`: keep it
+                self._deliveries.put_nowait(delivered)
+                continue
             if reply.get("type") == "registered":
                 self.registered = reply["client"]
                 self.client_id = reply["client"]["id"]
@@ -152,6 +188,8 @@ class BridgeClient:
                 return ws
             if reply.get("type") == "error":
                 await ws.close()
+                if reply.get("error") == "unauthorized":
+                    raise BridgeAuthError(self.url, TOKEN_REFUSED if self.token else NO_TOKEN, reply)
                 raise BridgeRefusedError(reply)
 
     async def _run(self, ws: ClientConnection | None) -> None:
@@ -165,26 +203,36 @@ class BridgeClient:
             self.close_code = ws.close_code
             if self._closing or not self.reconnect or ws.close_code in FINAL_CLOSE_CODES:
                 break
-            ws = await self._reconnect()
+            ws = await self._reconnect(closed_reason(ws))
         self._deliveries.put_nowait(None)
 
-    async def _reconnect(self) -> ClientConnection | None:
+    async def _reconnect(self, reason: str) -> ClientConnection | None:
         """Reopen with exponential backoff and jitter; None once the client is closing."""
         delay = self.backoff_s[0]
+        attempt = 0
         while not self._closing:
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            attempt += 1
+            wait = delay * (0.5 + random.random())
+            if self.on_reconnect is not None:
+                self.on_reconnect(attempt, wait, reason)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.backoff_s[1])
-            with contextlib.suppress(AibridgeError):
+            try:
                 return await self._open(timeout=10.0)
+            except AibridgeError as error:
+                reason = error.detail
         return None
 
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
-                frame = json.loads(raw)
-                kind = frame.get("type") if isinstance(frame, dict) else None
-                if kind == "envelope":
-                    self._deliveries.put_nowait(frame["envelope"])
+                frame = decode(raw)
+                if frame is None:
+                    continue
+                delivered = delivery(frame)
+                kind = frame.get("type")
+                if delivered is not None:
+                    self._deliveries.put_nowait(delivered)
                 elif kind == "accepted":
                     self._confirms.put_nowait(frame)
                 elif kind == "error":
@@ -213,7 +261,7 @@ class BridgeClient:
         With ``confirm=True`` this waits for the bridge's ``accepted`` frame (the envelope is
         stored) and raises :class:`BridgeRefusedError` if it refused the envelope instead.
         """
-        envelope: dict[str, Any] = {"payload": {} if payload is None else payload, **fields}
+        envelope: dict[str, Any] = {"payload": payload_of(payload), **fields}
         if to is not None:
             envelope["to"] = to
         envelope.setdefault("id", str(uuid.uuid4()))
@@ -242,6 +290,7 @@ class BridgeClient:
         return str(envelope["id"]), str(reply.get("status", "queued"))
 
     async def broadcast(self, payload: Any = None, **fields: Any) -> str:
+        """Send an envelope to every other agent (``payload`` as in :meth:`send`); return its id."""
         return await self.send(None, payload, **fields)
 
     async def ack(self, *envelope_ids: str) -> None:
@@ -272,15 +321,6 @@ class BridgeClient:
                 return
 
 
-def _payload(message: str) -> Any:
-    """A JSON message is sent as the payload itself; anything else as ``{"text": message}``."""
-    try:
-        value = json.loads(message)
-    except ValueError:
-        return {"text": message}
-    return value if isinstance(value, dict | list) else {"text": message}
-
-
 async def send_once(
     url: str,
     message: str,
@@ -299,7 +339,7 @@ async def send_once(
         fields["taskId"] = task_id
     client = BridgeClient(url, client_id, token=token, confirm=True, reconnect=False)
     async with client:
-        return await client.send(to, _payload(message), **fields)
+        return await client.send(to, cli_payload(message), **fields)
 
 
 async def listen(
@@ -310,10 +350,11 @@ async def listen(
     token: str | None = None,
     ack: bool = False,
     count: int | None = None,
+    on_reconnect: Reconnecting | None = None,
 ) -> int:
     """Receive envelopes (acking each when ``ack``) until ``count`` arrived or the bridge ends it."""
     received = 0
-    async with BridgeClient(url, client_id, token=token, ack=ack) as client:
+    async with BridgeClient(url, client_id, token=token, ack=ack, on_reconnect=on_reconnect) as client:
         async for envelope in client:
             on_envelope(envelope)
             if ack:

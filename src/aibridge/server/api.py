@@ -2,18 +2,24 @@
 
 Every route but ``/health`` (and ``/``) needs ``Authorization: Bearer <token>`` when a token is
 set; the guard in :mod:`aibridge.server.app` enforces it. ``/health`` is hammered by health
-checks and load tests, so it serves counters kept up to date elsewhere and a timestamp cached
-for the current second: no scan and no system call per request.
+checks and load tests, so it serves counters kept up to date elsewhere and the time of the answer
+(its date part formatted once per second): no scan per request.
+Every other route refuses a query parameter it does not take, or one given twice, with a 400
+naming it (the older bridge read ``?intent[]=x`` as a filter matching nothing, B16).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.handlers import HTTPRouteHandler
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.types import Guard
 
 from aibridge import __version__
 from aibridge.server.config import BridgeConfig
@@ -24,6 +30,7 @@ from aibridge.server.store.base import QueueFullError
 __all__ = ("ApiError", "api_routes")
 
 _JSON = "application/json"
+HISTORY_FILTERS = ("limit", "agentId", "taskId", "intent")
 
 
 class ApiError(Exception):
@@ -36,18 +43,31 @@ class ApiError(Exception):
         self.details = details
 
 
-class _Clock:
-    """``timestamp`` for ``/health``, recomputed once per second."""
+def query_params(*names: str) -> Guard:
+    """A guard refusing (400) query parameters other than ``names``, and any given more than once."""
+    allowed = frozenset(names)
+    takes = ", ".join(names) if names else "no query parameters"
 
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        raw = connection.scope.get("query_string", b"")
+        if not raw:
+            return
+        counts = Counter(key for key, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+        path = connection.scope["path"][:200]
+        unknown = [key for key in counts if key not in allowed]
+        if unknown:
+            shown = ", ".join(repr(key[:64]) for key in unknown[:10])
+            plural = "s" if len(unknown) > 1 else ""
+            message = f"unknown query parameter{plural} {shown} on {path} (it takes {takes})"
+            raise ApiError(400, message, parameters=[key[:64] for key in unknown[:10]])
+        repeated = [key for key, count in counts.items() if count > 1]
+        if repeated:
+            shown = ", ".join(f"{key!r} ({counts[key]} times)" for key in repeated)
+            raise ApiError(
+                400, f"query parameter given more than once on {path}: {shown}", parameters=repeated
+            )
 
-    def iso(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second, self._text = second, now_iso()
-        return self._text
+    return guard
 
 
 async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -64,19 +84,17 @@ async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
 def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandler]:
     """The route handlers, bound to ``hub`` (``port`` is the port actually bound)."""
     store = hub.store
-    clock = _Clock()
     encoder = msgspec.json.Encoder()
 
     @get("/health", opt={"public": True}, summary="Liveness and a few counters (503 while draining)")
     async def health() -> Response[bytes]:
-        now = time.time()
         if hub.draining:
             return Response(b'{"status":"draining"}', status_code=503, media_type=_JSON)
         stats = store.stats()
         backplane = hub.backplane
         body = {
             "status": "ok" if backplane is None or backplane.healthy else "degraded",
-            "timestamp": clock.iso(now),
+            "timestamp": now_iso(),
             "uptime": int(time.monotonic() - hub.started),
             "version": __version__,
             "port": port,
@@ -86,7 +104,12 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         }
         return Response(encoder.encode(body), media_type=_JSON)
 
-    @get("/", opt={"public": True}, summary="What this service is and where its endpoints are")
+    @get(
+        "/",
+        opt={"public": True},
+        guards=[query_params()],
+        summary="What this service is and where its endpoints are",
+    )
     async def index() -> dict[str, Any]:
         return {
             "service": "AI Bridge Server",
@@ -97,7 +120,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             "documentation": "/schema",
         }
 
-    @get("/api/status", summary="Service status and counters")
+    @get("/api/status", guards=[query_params()], summary="Service status and counters")
     async def status() -> dict[str, Any]:
         stats = store.stats()
         return {
@@ -121,15 +144,16 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
                 "historyLimit": config.history_limit,
                 "queues": stats.queues,
                 "queuedBytes": stats.queued_bytes,
+                "store": "redis" if config.redis_url else config.store,
             },
-            "environment": config.store,
+            "environment": config.environment,
         }
 
-    @get("/agents", summary="Registered agents")
+    @get("/agents", guards=[query_params()], summary="Registered agents")
     async def agents() -> dict[str, Any]:
         return {"agents": [conn.describe() for conn in hub.agents.values()]}
 
-    @get("/history", summary="Recent envelopes, oldest first")
+    @get("/history", guards=[query_params(*HISTORY_FILTERS)], summary="Recent envelopes, oldest first")
     async def history(
         limit: int | None = None,
         agentId: str | None = None,
@@ -142,7 +166,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             raise ApiError(400, f"limit must be between 1 and {config.history_limit}, got {limit}")
         return {"history": await store.history(limit, agent_id=agentId, task_id=taskId, intent=intent)}
 
-    @get("/tasks", summary="Tasks seen in envelopes, first seen first")
+    @get("/tasks", guards=[query_params()], summary="Tasks seen in envelopes, first seen first")
     async def tasks() -> dict[str, Any]:
         return {"tasks": await store.tasks()}
 
@@ -168,7 +192,12 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             raise ApiError(503, error.detail) from None
         return envelope, routed
 
-    @post("/send", status_code=202, summary="Send an envelope to one agent (delivered or queued)")
+    @post(
+        "/send",
+        status_code=202,
+        guards=[query_params()],
+        summary="Send an envelope to one agent (delivered or queued)",
+    )
     async def send(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)
         if not body.get("to"):
@@ -176,7 +205,12 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         envelope, routed = await _accept(body)
         return {"status": routed.status, "envelope": envelope}
 
-    @post("/broadcast", status_code=202, summary="Send an envelope to every registered agent")
+    @post(
+        "/broadcast",
+        status_code=202,
+        guards=[query_params()],
+        summary="Send an envelope to every registered agent",
+    )
     async def broadcast(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)
         if body.get("to") is not None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, WebSocket, websocket
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
@@ -147,12 +148,26 @@ def with_websocket_fast_path(app: Litestar) -> Any:
     endpoint: WebSocketEndpoint = app.state.ws_endpoint
 
     async def entry(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"] in WS_PATHS:
+        if scope["type"] != "websocket":
+            await app(scope, receive, send)
+        elif scope["path"] in WS_PATHS:
             await endpoint(scope, receive, send)
         else:
-            await app(scope, receive, send)
+            await _no_socket_here(scope, receive, send)
 
     return entry
+
+
+async def _no_socket_here(scope: Any, receive: Any, send: Any) -> None:
+    """404 for a handshake on another path (Litestar would close it, which uvicorn answers with a
+    403 that reads like an origin refusal)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    error = f"no WebSocket endpoint at {scope['path'][:200]}; agents connect to /ws (or /)"
+    body = msgspec.json.encode({"error": error, "status": 404})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def server_stack(

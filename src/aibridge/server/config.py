@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from aibridge.errors import ConfigError
 
-__all__ = ("SETTINGS", "BridgeConfig", "Setting", "settings_help")
+__all__ = ("PORT_ALIASES", "SETTINGS", "BridgeConfig", "Setting", "settings_help")
 
 LogFormat = Literal["text", "json"]
 StoreKind = Literal["memory", "sqlite"]
@@ -72,6 +72,13 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 def _text(name: str, raw: str) -> str | None:
     return raw if raw != "" else None
+
+
+def _name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{name}: expected a non-empty name, got {raw!r}")
+    return value
 
 
 def _origins(name: str, raw: str) -> tuple[str, ...]:
@@ -297,7 +304,18 @@ SETTINGS: tuple[Setting, ...] = (
         "This machine's name in presence records (default: FLY_MACHINE_ID, else the hostname).",
         _text,
     ),
+    Setting(
+        "AI_BRIDGE_ENV",
+        "environment",
+        "name",
+        "production",
+        "Deployment name shown as /api/status environment (the older bridge showed NODE_ENV).",
+        _name,
+    ),
 )
+
+PORT_ALIASES = ("AI_BRIDGE_PORT", "AI_BRIDGE_HTTP_PORT")
+"""The older bridge's WebSocket and HTTP ports: deprecated aliases of the one ``PORT``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +350,11 @@ class BridgeConfig:
     commit_window_ms: float = 0.0
     redis_url: str | None = None
     instance_id: str | None = None
+    environment: str = "production"
+    env_file: str | None = None
+    """The ``.env`` file the settings were read from (None: none), named in the startup line."""
+    notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    """Warnings about the settings (deprecated names) for the server to log at start-up."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> BridgeConfig:
@@ -341,18 +364,60 @@ class BridgeConfig:
             raw = environ.get(setting.env)
             if raw is not None:
                 values[setting.field] = setting.parse(setting.env, raw)
+        port, notice = _port_alias(environ, values.get("port"), overrides.get("port"))
+        if port is not None:
+            values["port"] = port
+        if notice:
+            values["notices"] = (notice,)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        config = cls(**values)
+        if config.metrics_port != 0 and config.metrics_port == config.port:
+            raise ConfigError(
+                f"AI_BRIDGE_METRICS_PORT={config.metrics_port} is also the bridge's port (PORT/--port):"
+                " the metrics listener needs a port of its own (or 0 to turn it off)"
+            )
+        return config
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings for the startup log line, with secrets hidden."""
         shown = dataclasses.asdict(self)
+        del shown["notices"]
         if shown["auth_token"]:
             shown["auth_token"] = "***"
         if shown["redis_url"] and "@" in shown["redis_url"]:
             scheme, _, rest = shown["redis_url"].partition("://")
             shown["redis_url"] = f"{scheme}://***@{rest.rpartition('@')[2]}"
         return shown
+
+
+def _port_alias(
+    environ: Mapping[str, str], port: int | None, option: int | None
+) -> tuple[int | None, str | None]:
+    """The port the older bridge's variables ask for (when PORT and --port do not), and one warning line.
+
+    The older bridge listened twice (WebSocket on AI_BRIDGE_PORT, HTTP on AI_BRIDGE_HTTP_PORT);
+    here both share one port, so the WebSocket one wins: agents are the clients hardest to
+    reconfigure.
+    """
+    given = {name: _int(0, 65535)(name, environ[name]) for name in PORT_ALIASES if environ.get(name, "")}
+    if not given:
+        return None, None
+    names = " and ".join(f"{name}={value}" for name, value in given.items())
+    verb = "are" if len(given) > 1 else "is"
+    if option is not None:
+        return None, f"{names} {verb} deprecated and ignored: --port {option} is given"
+    if port is not None:
+        return None, f"{names} {verb} deprecated and ignored: PORT={port} is set"
+    name, value = next(iter(given.items()))
+    if len(set(given.values())) > 1:
+        return value, (
+            f"{names} are deprecated and differ: the WebSocket and the HTTP API now share one port;"
+            f" listening on {value} ({name}). Set PORT instead"
+        )
+    return (
+        value,
+        f"{names} {verb} deprecated (WebSocket and HTTP share one port now): set PORT={value} instead",
+    )
 
 
 def settings_help() -> str:

@@ -30,6 +30,7 @@ from aibridge.server.connection import (
     Connection,
 )
 from aibridge.server.events import Backplane, BridgeEvents, NullEvents, RemoteMessage
+from aibridge.server.logs import log_ws_registered
 from aibridge.server.protocol import Envelope, Registration, delivery_frame, encode
 from aibridge.server.registry import Registry
 from aibridge.server.store.base import QueueFullError, Store
@@ -148,6 +149,8 @@ class Hub:
     async def register(self, conn: Connection, reg: Registration) -> None:
         """Bind ``conn`` to an agent id, answer ``registered``, then replay its queue in order."""
         await self.registry.register(conn, reg)
+        if conn.agent_id is not None and not conn.closed:
+            log_ws_registered(conn.agent_id, conn.role, conn.peer)
 
     async def ack(self, conn: Connection, envelope_ids: Sequence[str]) -> None:
         """The agent acknowledged these envelopes: they leave its queue.

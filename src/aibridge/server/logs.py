@@ -35,6 +35,7 @@ __all__ = (
     "log_startup",
     "log_ws_connected",
     "log_ws_disconnected",
+    "log_ws_registered",
 )
 
 Line = tuple[float, str, str, dict[str, Any]]
@@ -234,6 +235,13 @@ def log_ws_connected(scope: Scope, agent_id: str | None = None) -> None:
     if ws_log.isEnabledFor(logging.INFO):
         fields = {"event": "ws_connect", "agent": agent_id or "-", "client": client_ip(scope)}
         _line("aibridge.ws", "WS connect agent=%(agent)s client=%(client)s", fields)
+
+
+def log_ws_registered(agent_id: str, role: str, peer: str) -> None:
+    """Log the agent id a WebSocket registered as (the connect line comes before it is known)."""
+    if ws_log.isEnabledFor(logging.INFO):
+        fields = {"event": "ws_register", "agent": agent_id, "role": role, "peer": peer}
+        _line("aibridge.ws", "WS register agent=%(agent)s role=%(role)s peer=%(peer)s", fields)
 
 
 def log_ws_disconnected(scope: Scope, agent_id: str | None, code: int | None, seconds: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 from collections.abc import Iterator
@@ -49,6 +50,18 @@ def metrics_app(metrics: BridgeMetrics) -> ASGIApp:
     return app
 
 
+_in_metrics_server: contextvars.ContextVar[bool] = contextvars.ContextVar("aibridge_metrics", default=False)
+
+
+class _OneServerLifecycle(logging.Filter):
+    """Drops uvicorn's start/stop lines ("Started server process", "Shutting down", …) when the
+    metrics listener logs them: the main server logs the same lines, and twice reads like two
+    processes. Its warnings and errors still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not _in_metrics_server.get()
+
+
 class _NoSignalServer(uvicorn.Server):
     """The main server owns SIGTERM/SIGINT (graceful drain); this one must not capture them."""
 
@@ -87,7 +100,12 @@ async def serve_metrics(config: BridgeConfig, metrics: BridgeMetrics) -> Metrics
     server = _NoSignalServer(
         uvicorn.Config(metrics_app(metrics), lifespan="off", access_log=False, log_config=None, ws="none")
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="aibridge-metrics")
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OneServerLifecycle) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_OneServerLifecycle())
+    quiet = contextvars.copy_context()
+    quiet.run(_in_metrics_server.set, True)  # the task runs in this context, the main server not
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="aibridge-metrics", context=quiet)
     while not server.started and not task.done():
         await asyncio.sleep(0.005)
     if task.done():

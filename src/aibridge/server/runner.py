@@ -227,6 +227,8 @@ def serve(config: BridgeConfig) -> None:
     """Run the bridge until a signal drains it; raise ``ConfigError``/``StoreError`` on startup problems."""
     writer = configure_logging(config)
     log_startup(config, __version__)
+    for notice in config.notices:  # deprecated settings: said once, then served as asked
+        log.warning("%s", notice)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_serve(config))
