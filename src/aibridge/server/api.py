@@ -14,8 +14,18 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
 
 from aibridge import __version__
+from aibridge.server.api_docs import (
+    BEARER,
+    HealthBody,
+    HealthDraining,
+    broadcast_operation,
+    read_responses,
+    send_operation,
+    write_responses,
+)
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
 from aibridge.server.protocol import ProtocolError, build_envelope, now_iso
@@ -51,6 +61,11 @@ class _Clock:
 
 
 async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    # A web page may POST text/plain cross-origin without a preflight; it may not send JSON so.
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != _JSON and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        shown = repr(media_type) if media_type else "none"
+        raise ApiError(415, f"Content-Type must be application/json, got {shown}")
     body = await request.body()
     try:
         data = msgspec.json.decode(body) if body.strip() else None
@@ -67,7 +82,15 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
     clock = _Clock()
     encoder = msgspec.json.Encoder()
 
-    @get("/health", opt={"public": True}, summary="Liveness and a few counters (503 while draining)")
+    @get(
+        "/health",
+        opt={"public": True},
+        summary="Liveness and a few counters (503 while draining)",
+        responses={
+            200: ResponseSpec(HealthBody, description="Serving", generate_examples=False),
+            503: ResponseSpec(HealthDraining, description="Draining after SIGTERM", generate_examples=False),
+        },
+    )
     async def health() -> Response[bytes]:
         now = time.time()
         if hub.draining:
@@ -97,7 +120,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             "documentation": "/schema",
         }
 
-    @get("/api/status", summary="Service status and counters")
+    @get("/api/status", summary="Service status and counters", security=BEARER, responses=read_responses())
     async def status() -> dict[str, Any]:
         stats = store.stats()
         return {
@@ -125,11 +148,16 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             "environment": config.store,
         }
 
-    @get("/agents", summary="Registered agents")
+    @get("/agents", summary="Registered agents", security=BEARER, responses=read_responses())
     async def agents() -> dict[str, Any]:
         return {"agents": [conn.describe() for conn in hub.agents.values()]}
 
-    @get("/history", summary="Recent envelopes, oldest first")
+    @get(
+        "/history",
+        summary="Recent envelopes, oldest first",
+        security=BEARER,
+        responses=read_responses(bad_query=True),
+    )
     async def history(
         limit: int | None = None,
         agentId: str | None = None,
@@ -142,7 +170,12 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             raise ApiError(400, f"limit must be between 1 and {config.history_limit}, got {limit}")
         return {"history": await store.history(limit, agent_id=agentId, task_id=taskId, intent=intent)}
 
-    @get("/tasks", summary="Tasks seen in envelopes, first seen first")
+    @get(
+        "/tasks",
+        summary="Tasks seen in envelopes, first seen first",
+        security=BEARER,
+        responses=read_responses(),
+    )
     async def tasks() -> dict[str, Any]:
         return {"tasks": await store.tasks()}
 
@@ -168,7 +201,14 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             raise ApiError(503, error.detail) from None
         return envelope, routed
 
-    @post("/send", status_code=202, summary="Send an envelope to one agent (delivered or queued)")
+    @post(
+        "/send",
+        status_code=202,
+        summary="Send an envelope to one agent (delivered or queued)",
+        security=BEARER,
+        responses=write_responses(),
+        operation_class=send_operation,
+    )
     async def send(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)
         if not body.get("to"):
@@ -176,7 +216,14 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         envelope, routed = await _accept(body)
         return {"status": routed.status, "envelope": envelope}
 
-    @post("/broadcast", status_code=202, summary="Send an envelope to every registered agent")
+    @post(
+        "/broadcast",
+        status_code=202,
+        summary="Send an envelope to every registered agent",
+        security=BEARER,
+        responses=write_responses(),
+        operation_class=broadcast_operation,
+    )
     async def broadcast(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)
         if body.get("to") is not None:
