@@ -72,7 +72,7 @@ def redactor(token: str | None) -> Callable[[str], str]:
     exact = re.compile(rf"(?<![\w.~+/-]){re.escape(token)}(?![\w.~+/-])") if token else None
 
     def redact(line: str) -> str:
-        if exact is not None and token in line:
+        if exact is not None and token and token in line:
             line = exact.sub("***", line)
         return _SECRETS.sub(r"\g<lead>***", line)
 
