@@ -7,8 +7,9 @@ slowloris connections at 1 byte/s were held for a minute without being counted. 
 
 - a request's headers must arrive within ``AI_BRIDGE_HEADER_TIMEOUT_MS``, else 408 and close;
 - a connection sending headers counts in the gate's ``pending`` (toward
-  ``AI_BRIDGE_MAX_CONNECTIONS``), and once as many are pending as the cap allows, further
-  connections get 503 before anything is read;
+  ``AI_BRIDGE_MAX_CONNECTIONS``: requests beyond get 503, ``/health`` still answers); once
+  twice the cap are pending, further connections get 503 before anything is read (so memory
+  stays bounded, while up to a cap's worth of slow clients cannot also take ``/health``);
 - at shutdown, an idle keep-alive connection is not closed at once: a request may already be
   on its way (closing then resets it, seen as "connection reset" under ``hey -c 20``), so it
   lingers briefly and such a request is served, with ``Connection: close``.
@@ -61,7 +62,7 @@ def bridge_http_protocol(
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if gate.pending >= gate.limit:
+            if gate.pending >= 2 * gate.limit:
                 gate.rejected += 1
                 if on_event is not None:
                     on_event("overloaded")
