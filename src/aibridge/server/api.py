@@ -9,12 +9,13 @@ for the current second: no scan and no system call per request.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
 
 from aibridge import __version__
 from aibridge.server.api_docs import (
@@ -81,6 +82,8 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
     store = hub.store
     clock = _Clock()
     encoder = msgspec.json.Encoder()
+    # Documented only: the route checks it itself, to name the bounds in its 400.
+    limit_bounds = {"minimum": 1, "maximum": config.history_limit}
 
     @get(
         "/health",
@@ -157,9 +160,10 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         summary="Recent envelopes, oldest first",
         security=BEARER,
         responses=read_responses(bad_query=True),
+        signature_namespace={"limit_bounds": limit_bounds},
     )
     async def history(
-        limit: int | None = None,
+        limit: Annotated[int | None, Parameter(schema_extra=limit_bounds)] = None,
         agentId: str | None = None,
         taskId: str | None = None,
         intent: str | None = None,

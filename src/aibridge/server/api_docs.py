@@ -106,27 +106,33 @@ def write_responses() -> dict[int, ResponseSpec]:
     }
 
 
-_TEXT = Schema(type=OpenAPIType.STRING, min_length=1, max_length=256)
+def _nullable(kind: OpenAPIType, **constraints: int) -> Schema:
+    # Every optional field may be null: the route reads null as "not given".
+    return Schema(type=[kind, OpenAPIType.NULL], **constraints)  # type: ignore[arg-type]
+
+
+_ID = Schema(type=OpenAPIType.STRING, min_length=1, max_length=256)
 
 
 def _envelope_schema(*, to: bool) -> Schema:
+    text = _nullable(OpenAPIType.STRING)
     properties: dict[str, Schema | Reference] = {
-        "id": _TEXT,
-        "from": _TEXT,
-        "intent": Schema(type=OpenAPIType.STRING),
-        "taskId": Schema(type=OpenAPIType.STRING),
-        "channel": Schema(type=OpenAPIType.STRING),
-        "priority": Schema(type=OpenAPIType.STRING),
-        "role": Schema(type=OpenAPIType.STRING),
-        "replyTo": _TEXT,
-        "timestamp": Schema(type=OpenAPIType.STRING),
-        "context": Schema(type=OpenAPIType.OBJECT),
-        "trace": Schema(type=OpenAPIType.OBJECT),
-        "tools": Schema(type=OpenAPIType.ARRAY),
-        "attachments": Schema(type=OpenAPIType.ARRAY),
+        "to": _ID if to else Schema(type=OpenAPIType.NULL),
+        "id": _nullable(OpenAPIType.STRING, max_length=256),
+        "from": text,
+        "intent": text,
+        "taskId": text,
+        "channel": text,
+        "priority": text,
+        "role": text,
+        "replyTo": Schema(one_of=[_ID, Schema(type=OpenAPIType.NULL)]),
+        "timestamp": text,
+        "context": _nullable(OpenAPIType.OBJECT),
+        "trace": _nullable(OpenAPIType.OBJECT),
+        "tools": _nullable(OpenAPIType.ARRAY),
+        "attachments": _nullable(OpenAPIType.ARRAY),
         "payload": Schema(description="Anything JSON; carried as given."),
     }
-    properties = {"to": _TEXT if to else Schema(type=OpenAPIType.NULL), **properties}
     return Schema(
         type=OpenAPIType.OBJECT,
         properties=properties,

@@ -96,6 +96,12 @@ def bridge_http_protocol(
             else:
                 self.cycle.keep_alive = False
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers a request it cannot parse in text/plain; ours are all JSON.
+            self._end_headers()
+            self.transport.write(_raw_response("400 Bad Request", msg, 400))
+            self.transport.close()
+
         def _close_if_idle(self) -> None:
             self._linger = None
             if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
