@@ -169,3 +169,12 @@ async def test_handshakes_beyond_the_per_client_rate_get_429(tmp_path: Path) -> 
         assert httpx.get(f"{bridge.url}/health").status_code == 200
         for ws in opened:
             await ws.close()
+
+
+async def test_binary_frames_are_read_as_utf8_json(secured: BridgeProcess) -> None:
+    ws = await connect(secured.ws_url)
+    await ws.send(b"\xff\xfe not utf-8")
+    assert (await recv(ws))["error"] == "invalid_json"
+    await ws.send(json.dumps({"type": "register", "clientId": "binary", "authToken": TOKEN}).encode())
+    assert (await recv(ws))["type"] == "registered"
+    await ws.close()
