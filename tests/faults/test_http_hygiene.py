@@ -86,18 +86,19 @@ async def slowloris(bridge: BridgeProcess, cap: int, timeout_s: float) -> None:
         refused = await http.get("/agents", headers=AUTH)
         assert refused.json()["status"] == 503 and "limit of" in refused.json()["error"]
         assert (await http.get("/health")).status_code == 200
-        # Twice the cap of them: the next connection is refused before anything is read.
-        second = [asyncio.create_task(slow_client(bridge.port, stop)) for _ in range(cap)]
-        await asyncio.sleep(0.3)
-        beyond, seconds = await slow_client(bridge.port, stop)
-        assert beyond.startswith(b"HTTP/1.1 503 ") and seconds < timeout_s
-        # Each slow client gets a 408 once its headers are overdue, long before uvicorn's minute.
+        # Up to twice the cap may be sending headers; connections beyond are refused with 503
+        # before anything is read. Open twice the cap more: some of them must be refused.
+        second = [asyncio.create_task(slow_client(bridge.port, stop)) for _ in range(2 * cap)]
         results = await asyncio.gather(*first, *second)
         stop.set()
-        for answer, seconds in results:
-            assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
-            assert b'"status": 408' in answer
-            assert seconds < timeout_s + 10
+        timed_out = [(a, s) for a, s in results if a.startswith(b"HTTP/1.1 408 ")]
+        refused = [(a, s) for a, s in results if a.startswith(b"HTTP/1.1 503 ")]
+        assert len(timed_out) + len(refused) == len(results), [a[:40] for a, _ in results]
+        assert refused and len(timed_out) <= 2 * cap
+        assert all(s < timeout_s for _, s in refused)  # at once, not after the timeout
+        # Each slow client gets a 408 once its headers are overdue, long before uvicorn's minute.
+        assert all(b'"status": 408' in a and s < timeout_s + 10 for a, s in timed_out)
+        assert all(a.startswith(b"HTTP/1.1 408 ") for a, _ in results[:cap])
         # And the slots are free again.
         deadline = time.monotonic() + 10
         while await agents_refused():
@@ -106,7 +107,7 @@ async def slowloris(bridge: BridgeProcess, cap: int, timeout_s: float) -> None:
 
 
 def test_slowloris_connections_are_timed_out_and_counted_toward_the_cap(tmp_path: Path) -> None:
-    cap, timeout_s = 10, 2.0
+    cap, timeout_s = 10, 4.0
     env = {
         "AI_BRIDGE_AUTH_TOKEN": TOKEN,
         "AI_BRIDGE_MAX_CONNECTIONS": str(cap),
