@@ -69,6 +69,7 @@ def bridge(store: str, extra_env: dict[str, str], log_to: Path | None = None) ->
                 # The benchmark measures the router, not the per-connection budgets.
                 "AI_BRIDGE_WS_RATE_MAX": "0",
                 "AI_BRIDGE_RATE_MAX": "0",
+                "AI_BRIDGE_HANDSHAKE_RATE_MAX": "0",  # 1,000 agents connect from one address
                 "AI_BRIDGE_MAX_CONNECTIONS": "2000",
             }
         )

@@ -50,7 +50,11 @@ def test_429_carries_retry_after_ratelimit_and_cors_headers(tmp_path: Path) -> N
 
 
 def test_limit_is_per_fly_client_ip_else_peer(tmp_path: Path) -> None:
-    env = {"AI_BRIDGE_RATE_MAX": "2", "AI_BRIDGE_RATE_WINDOW_MS": "60000"}
+    env = {
+        "AI_BRIDGE_RATE_MAX": "2",
+        "AI_BRIDGE_RATE_WINDOW_MS": "60000",
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on",
+    }
     with run_obs_app(tmp_path, env) as app, httpx.Client(base_url=app.url) as http:
         a = {"Fly-Client-IP": "203.0.113.1"}
         assert [http.get("/items/1", headers=a).status_code for _ in range(3)] == [200, 200, 429]
@@ -159,10 +163,11 @@ def test_ws_rate_zero_is_unlimited() -> None:
     assert isinstance(ws_bucket(BridgeConfig(ws_rate_max=3)), TokenBucket)
 
 
-def test_client_ip_prefers_fly_header() -> None:
+def test_client_ip_takes_the_fly_header_only_when_trusted() -> None:
     scope = {"headers": [(b"fly-client-ip", b"198.51.100.7")], "client": ("10.0.0.1", 5000)}
-    assert client_ip(scope) == "198.51.100.7"
-    assert client_ip({"headers": [], "client": ("10.0.0.1", 5000)}) == "10.0.0.1"
+    assert client_ip(scope, True) == "198.51.100.7"
+    assert client_ip(scope, False) == "10.0.0.1"
+    assert client_ip({"headers": [], "client": ("10.0.0.1", 5000)}, True) == "10.0.0.1"
 
 
 async def test_prune_forgets_clients_whose_window_passed() -> None:

@@ -43,7 +43,7 @@ def stopped_log(app: ObsApp) -> str:
 
 
 def test_text_lines_for_requests_websockets_and_startup(tmp_path: Path) -> None:
-    with run_obs_app(tmp_path, {"AI_BRIDGE_AUTH_TOKEN": TOKEN}) as app:
+    with run_obs_app(tmp_path, {"AI_BRIDGE_AUTH_TOKEN": TOKEN, "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on"}) as app:
         chat(app)
         log = stopped_log(app)
     assert re.search(
@@ -64,7 +64,11 @@ def test_text_lines_for_requests_websockets_and_startup(tmp_path: Path) -> None:
 
 
 def test_json_format_is_one_object_per_line(tmp_path: Path) -> None:
-    env = {"AI_BRIDGE_LOG_FORMAT": "json", "AI_BRIDGE_AUTH_TOKEN": TOKEN}
+    env = {
+        "AI_BRIDGE_LOG_FORMAT": "json",
+        "AI_BRIDGE_AUTH_TOKEN": TOKEN,
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on",
+    }
     with run_obs_app(tmp_path, env) as app:
         chat(app)
         log = stopped_log(app)

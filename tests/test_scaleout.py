@@ -281,7 +281,11 @@ def test_unreachable_redis_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
 def test_rate_limit_counts_a_client_across_machines_and_fails_open_without_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    limited = {"AI_BRIDGE_REDIS_URL": redis_server.url, "AI_BRIDGE_RATE_MAX": "3"}
+    limited = {
+        "AI_BRIDGE_REDIS_URL": redis_server.url,
+        "AI_BRIDGE_RATE_MAX": "3",
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on",
+    }
     with (
         run_bridge(tmp_path, {**limited, "AI_BRIDGE_INSTANCE_ID": "machine-a"}) as a,
         run_bridge(tmp_path, {**limited, "AI_BRIDGE_INSTANCE_ID": "machine-b"}) as b,

@@ -69,8 +69,11 @@ def test_b13_health_is_public_other_routes_need_the_token(secured: BridgeProcess
 
 
 def test_b14_auth_is_checked_before_the_body_is_read(secured: BridgeProcess) -> None:
-    response = httpx.post(f"{secured.url}/send", content=b"{not json")
+    response = httpx.post(f"{secured.url}/send", content=b"{not json", headers=JSON)
     assert_json_error(response, 401)
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.mark.parametrize(
@@ -79,9 +82,10 @@ def test_b14_auth_is_checked_before_the_body_is_read(secured: BridgeProcess) -> 
         ("GET", "/no/such/route", {}, 404, "Not Found"),
         ("PUT", "/send", {}, 405, "Method Not Allowed"),
         ("DELETE", "/health", {}, 405, "Method Not Allowed"),
-        ("POST", "/send", {"content": b"{oops"}, 400, "not valid JSON"),
-        ("POST", "/send", {"content": b"[1,2]"}, 400, "JSON object"),
-        ("POST", "/broadcast", {"content": b""}, 400, "JSON object"),
+        ("POST", "/send", {"content": b"{oops", "headers": JSON}, 400, "not valid JSON"),
+        ("POST", "/send", {"content": b"[1,2]", "headers": JSON}, 400, "JSON object"),
+        ("POST", "/broadcast", {"content": b"", "headers": JSON}, 400, "JSON object"),
+        ("POST", "/send", {"content": b'{"to": "x"}'}, 415, "must be application/json, got none"),
         ("POST", "/send", {"json": {"payload": 1}}, 400, "Recipient `to` is required"),
         ("POST", "/send", {"json": {"to": 5}}, 422, "envelope.to"),
         ("POST", "/send", {"json": {"to": "x", "tools": "hammer"}}, 422, "envelope.tools"),

@@ -140,7 +140,12 @@ def test_memory_limit_is_read_from_the_cgroup_dir_and_token_is_redacted(tmp_path
 
 
 def test_http_rate_limit_per_fly_client_ip_with_cors_and_retry_after(tmp_path: Path) -> None:
-    env = {"AI_BRIDGE_RATE_WINDOW_MS": "1000", "AI_BRIDGE_RATE_MAX": "3", "AI_BRIDGE_CORS_ORIGINS": ORIGIN}
+    env = {
+        "AI_BRIDGE_RATE_WINDOW_MS": "1000",
+        "AI_BRIDGE_RATE_MAX": "3",
+        "AI_BRIDGE_CORS_ORIGINS": ORIGIN,
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on",
+    }
     with run_bridge(tmp_path, env) as bridge, httpx.Client(base_url=bridge.url) as client:
         alice = {"Fly-Client-IP": "203.0.113.7", "Origin": ORIGIN}
         answers = [client.get("/agents", headers=alice) for _ in range(4)]
@@ -229,7 +234,11 @@ def test_connection_cap_answers_503_but_health_stays_up(tmp_path: Path) -> None:
 
 def test_json_log_lines_one_per_request_without_payload_query_or_token(tmp_path: Path) -> None:
     canary = "payload-canary-" + uuid.uuid4().hex
-    env = {"AI_BRIDGE_LOG_FORMAT": "json", "AI_BRIDGE_AUTH_TOKEN": TOKEN}
+    env = {
+        "AI_BRIDGE_LOG_FORMAT": "json",
+        "AI_BRIDGE_AUTH_TOKEN": TOKEN,
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP": "on",
+    }
     with run_bridge(tmp_path, env) as bridge:
         auth = {"Authorization": f"Bearer {TOKEN}", "Fly-Client-IP": "192.0.2.44"}
         for _ in range(5):

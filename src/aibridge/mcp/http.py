@@ -74,7 +74,7 @@ class _HttpBinding:
             if len(self.links) >= self.hub.config.max_connections:
                 raise UsageError("the bridge holds as many MCP agents as it allows; retry later")
             role = (headers.get("x-aibridge-role") or query.get("role") or "agent")[:MAX_ID_CHARS]
-            peer = f"mcp:{client_ip(request.scope)}"
+            peer = f"mcp:{client_ip(request.scope, self.hub.config.trust_fly_client_ip)}"
             link = LocalLink(self.hub, agent_id, role, peer)
             entry = self.links[agent_id] = (link, Watchers(link.inbox))
         await entry[0].ensure()

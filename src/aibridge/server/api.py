@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
 from litestar.types import Guard
 
 from aibridge import __version__
+from aibridge.server.api_docs import (
+    BEARER,
+    HealthBody,
+    HealthDraining,
+    broadcast_operation,
+    read_responses,
+    send_operation,
+    write_responses,
+)
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
 from aibridge.server.protocol import ProtocolError, build_envelope, now_iso
@@ -71,6 +82,11 @@ def query_params(*names: str) -> Guard:
 
 
 async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    # A web page may POST text/plain cross-origin without a preflight; it may not send JSON so.
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != _JSON and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        shown = repr(media_type) if media_type else "none"
+        raise ApiError(415, f"Content-Type must be application/json, got {shown}")
     body = await request.body()
     try:
         data = msgspec.json.decode(body) if body.strip() else None
@@ -85,8 +101,18 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
     """The route handlers, bound to ``hub`` (``port`` is the port actually bound)."""
     store = hub.store
     encoder = msgspec.json.Encoder()
+    # Documented only: the route checks it itself, to name the bounds in its 400.
+    limit_bounds = {"minimum": 1, "maximum": config.history_limit}
 
-    @get("/health", opt={"public": True}, summary="Liveness and a few counters (503 while draining)")
+    @get(
+        "/health",
+        opt={"public": True},
+        summary="Liveness and a few counters (503 while draining)",
+        responses={
+            200: ResponseSpec(HealthBody, description="Serving", generate_examples=False),
+            503: ResponseSpec(HealthDraining, description="Draining after SIGTERM", generate_examples=False),
+        },
+    )
     async def health() -> Response[bytes]:
         if hub.draining:
             return Response(b'{"status":"draining"}', status_code=503, media_type=_JSON)
@@ -120,7 +146,13 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             "documentation": "/schema",
         }
 
-    @get("/api/status", guards=[query_params()], summary="Service status and counters")
+    @get(
+        "/api/status",
+        guards=[query_params()],
+        summary="Service status and counters",
+        security=BEARER,
+        responses=read_responses(),
+    )
     async def status() -> dict[str, Any]:
         stats = store.stats()
         return {
@@ -149,13 +181,26 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             "environment": config.environment,
         }
 
-    @get("/agents", guards=[query_params()], summary="Registered agents")
+    @get(
+        "/agents",
+        guards=[query_params()],
+        summary="Registered agents",
+        security=BEARER,
+        responses=read_responses(),
+    )
     async def agents() -> dict[str, Any]:
         return {"agents": [conn.describe() for conn in hub.agents.values()]}
 
-    @get("/history", guards=[query_params(*HISTORY_FILTERS)], summary="Recent envelopes, oldest first")
+    @get(
+        "/history",
+        guards=[query_params(*HISTORY_FILTERS)],
+        summary="Recent envelopes, oldest first",
+        security=BEARER,
+        responses=read_responses(bad_query=True),
+        signature_namespace={"limit_bounds": limit_bounds},
+    )
     async def history(
-        limit: int | None = None,
+        limit: Annotated[int | None, Parameter(schema_extra=limit_bounds)] = None,
         agentId: str | None = None,
         taskId: str | None = None,
         intent: str | None = None,
@@ -166,7 +211,13 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             raise ApiError(400, f"limit must be between 1 and {config.history_limit}, got {limit}")
         return {"history": await store.history(limit, agent_id=agentId, task_id=taskId, intent=intent)}
 
-    @get("/tasks", guards=[query_params()], summary="Tasks seen in envelopes, first seen first")
+    @get(
+        "/tasks",
+        guards=[query_params()],
+        summary="Tasks seen in envelopes, first seen first",
+        security=BEARER,
+        responses=read_responses(),
+    )
     async def tasks() -> dict[str, Any]:
         return {"tasks": await store.tasks()}
 
@@ -197,6 +248,9 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         status_code=202,
         guards=[query_params()],
         summary="Send an envelope to one agent (delivered or queued)",
+        security=BEARER,
+        responses=write_responses(),
+        operation_class=send_operation,
     )
     async def send(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)
@@ -210,6 +264,9 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         status_code=202,
         guards=[query_params()],
         summary="Send an envelope to every registered agent",
+        security=BEARER,
+        responses=write_responses(),
+        operation_class=broadcast_operation,
     )
     async def broadcast(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_object(request)

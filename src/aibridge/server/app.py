@@ -4,6 +4,7 @@ and the full stack the server runs (metrics, access log, limits around that app)
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from aibridge import __version__
 from aibridge.errors import StoreError
 from aibridge.mcp.mount import mcp_route
 from aibridge.server.api import ApiError, api_routes
+from aibridge.server.api_docs import COMPONENTS
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
 from aibridge.server.limits import ConnectionGate, rate_limit_config, rate_limit_stores
@@ -42,7 +44,8 @@ def _guard(config: BridgeConfig) -> Any:
     # async on purpose: Litestar runs a sync guard in a worker thread, a thread hop per request
     # (it cost /health about a fifth of its throughput).
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get("public"):
+        if handler.opt.get("public") or connection.scope.get("method") == "OPTIONS":
+            # A plain OPTIONS tells only which methods a path has (its Allow header): no secret.
             return
         # A browser page from an origin outside the list gets no data and changes nothing
         # (the older bridge served such requests and only left out the CORS header, B16).
@@ -129,7 +132,9 @@ def create_app(
             allow_headers=ALLOWED_HEADERS,
         ),
         exception_handlers=_error_handlers(hub),
-        openapi_config=OpenAPIConfig(title="aibridge", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="aibridge", version=__version__, path="/schema", components=COMPONENTS
+        ),
         request_max_body_size=config.max_envelope_bytes + FRAME_OVERHEAD,
         logging_config=None,
         debug=False,
@@ -152,6 +157,14 @@ def with_websocket_fast_path(app: Litestar) -> Any:
             await app(scope, receive, send)
         elif scope["path"] in WS_PATHS:
             await endpoint(scope, receive, send)
+        elif scope["type"] != "http":
+            await app(scope, receive, send)
+        elif scope["method"] == "HEAD":
+            # RFC 9110 §9.3.2: HEAD is GET without the body. uvicorn leaves the body out
+            # itself, reading the method from its own scope, which still says HEAD.
+            await _as_get(app, scope, receive, send)
+        elif scope["method"] == "OPTIONS" and any(name == b"origin" for name, _ in scope["headers"]):
+            await app(scope, receive, _json_preflight_refusal(send))
         else:
             await _no_socket_here(scope, receive, send)
 
@@ -168,6 +181,40 @@ async def _no_socket_here(scope: Any, receive: Any, send: Any) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _as_get(app: Litestar, scope: Any, receive: Any, send: Any) -> None:
+    inner = {**scope, "method": "GET"}
+
+    async def send_back(message: Any) -> None:
+        if message["type"] == "http.response.start" and "path_template" in inner:
+            scope["path_template"] = inner["path_template"]  # for the metrics and access log
+        await send(message)
+
+    await app(inner, receive, send_back)  # type: ignore[arg-type]
+
+
+def _json_preflight_refusal(send: Any) -> Any:
+    """Turns Litestar's refused CORS preflight (400 ``text/plain``) into our JSON error body."""
+    refused = False
+
+    async def wrapped(message: Any) -> None:
+        nonlocal refused
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            refused = True
+            return
+        if refused and message["type"] == "http.response.body":
+            if message.get("more_body"):
+                return  # Litestar sends this short text in one message; keep only the last
+            reason = bytes(message.get("body", b"")).decode("utf-8", "replace") or "Disallowed CORS request"
+            body = json.dumps({"error": f"CORS preflight refused: {reason}", "status": 400}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return wrapped
 
 
 def server_stack(
@@ -192,6 +239,7 @@ def server_stack(
         middleware.append(rate_limit.middleware)
     app = create_app(config, store, hub, port=port, middleware=middleware, stores=rate_limit_stores(config))
     app.state.rate_limit = rate_limit
+    app.state.gate = gate
     asgi: Any = gate.middleware(with_websocket_fast_path(app), scopes=frozenset({"websocket"}))
     asgi = AccessLogMiddleware(asgi)
     if metrics is not None:

@@ -70,6 +70,15 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected on/off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _text(name: str, raw: str) -> str | None:
     return raw if raw != "" else None
 
@@ -101,6 +110,14 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Bearer token for the API and agents; unset = open.",
         _text,
+    ),
+    Setting(
+        "AI_BRIDGE_AUTH_TIMEOUT_MS",
+        "auth_timeout_ms",
+        "ms",
+        "5000",
+        "With a token set, a socket not authenticated this long after its handshake is closed (1008).",
+        _int(100),
     ),
     Setting(
         "AI_BRIDGE_CORS_ORIGINS",
@@ -215,6 +232,23 @@ SETTINGS: tuple[Setting, ...] = (
         _int(0),
     ),
     Setting(
+        "AI_BRIDGE_HANDSHAKE_RATE_MAX",
+        "handshake_rate_max",
+        "count",
+        "600",
+        "WebSocket handshakes per client per AI_BRIDGE_RATE_WINDOW_MS (0 = off); beyond, 429.",
+        _int(0),
+    ),
+    Setting(
+        "AI_BRIDGE_TRUST_FLY_CLIENT_IP",
+        "trust_fly_client_ip",
+        "on|off",
+        None,
+        "Take the client's address from Fly-Client-IP (rate limits, logs); unset = on when"
+        " FLY_APP_NAME is set (behind Fly's proxy, which overwrites it), else off.",
+        _bool,
+    ),
+    Setting(
         "AI_BRIDGE_WS_RATE_MAX",
         "ws_rate_max",
         "count",
@@ -229,6 +263,14 @@ SETTINGS: tuple[Setting, ...] = (
         "1000",
         "Concurrent connections beyond which new ones get 503.",
         _int(1),
+    ),
+    Setting(
+        "AI_BRIDGE_HEADER_TIMEOUT_MS",
+        "header_timeout_ms",
+        "ms",
+        "10000",
+        "Longest time a client may take to send a request's headers; then the connection is closed.",
+        _int(100),
     ),
     Setting(
         "AI_BRIDGE_LOG_FORMAT",
@@ -325,6 +367,7 @@ class BridgeConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     auth_token: str | None = None
+    auth_timeout_ms: int = 5000
     cors_origins: tuple[str, ...] = ("*",)
     history_limit: int = 1000
     max_queue: int = 2000
@@ -339,8 +382,11 @@ class BridgeConfig:
     metrics_port: int = 9091
     rate_window_ms: int = 60_000
     rate_max: int = 200
+    handshake_rate_max: int = 600
+    trust_fly_client_ip: bool = False
     ws_rate_max: int = 5000
     max_connections: int = 1000
+    header_timeout_ms: int = 10_000
     log_format: LogFormat = "text"
     log_level: str = "info"
     shutdown_timeout_s: float = 8.0
@@ -369,6 +415,9 @@ class BridgeConfig:
             values["port"] = port
         if notice:
             values["notices"] = (notice,)
+        if "trust_fly_client_ip" not in values:
+            # Only Fly's proxy overwrites Fly-Client-IP; reached directly, a client picks its own.
+            values["trust_fly_client_ip"] = bool(environ.get("FLY_APP_NAME"))
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
         if config.metrics_port != 0 and config.metrics_port == config.port:

@@ -1,5 +1,5 @@
-"""Limits that keep one 512 MB machine alive: per-client HTTP rate limit, per-socket envelope
-budget, and a cap on concurrent connections.
+"""Limits that keep one 512 MB machine alive: per-client HTTP and handshake rate limits, per-socket
+envelope budget, and a cap on concurrent connections (requests still sending headers included).
 
 The HTTP rate limit is Litestar's ``RateLimitMiddleware`` (identifier callback, path exclusion,
 store, ``RateLimit-*`` headers). It is subclassed only where it cannot follow our settings: it
@@ -11,6 +11,7 @@ milliseconds, and it sends no ``Retry-After``. Installed in Litestar's ``middlew
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import sys
@@ -34,9 +35,12 @@ if TYPE_CHECKING:
     from aibridge.server.config import BridgeConfig
 
 __all__ = (
+    "RATE_LIMIT_KEYS",
     "UNLIMITED",
+    "BoundedMemoryStore",
     "BridgeRateLimitConfig",
     "ConnectionGate",
+    "HandshakeLimiter",
     "TokenBucket",
     "client_ip",
     "prune_rate_limits",
@@ -50,21 +54,49 @@ NEVER_LIMITED = ("^/health$",)
 """Path patterns no limit applies to: Fly's health checks and load tests hammer /health."""
 
 
-def client_ip(scope: Scope) -> str:
-    """The client's address: ``Fly-Client-IP`` (set by Fly's proxy) when present, else the peer.
+RATE_LIMIT_KEYS = 10_000
+"""Clients the rate limiters remember at once (~0.5 KB each); beyond, the oldest are forgotten."""
 
-    Only trust this behind Fly's proxy, which overwrites the header; reached directly, a client
-    could choose its own rate-limit key.
+
+def client_ip(scope: Scope, trust_fly: bool) -> str:
+    """The client's address: the peer, or ``Fly-Client-IP`` when ``trust_fly`` and present.
+
+    Only Fly's proxy overwrites that header (AI_BRIDGE_TRUST_FLY_CLIENT_IP); reached directly,
+    a client trusted with it could pick a fresh rate-limit key for every request.
     """
-    for name, value in scope["headers"]:
-        if name == b"fly-client-ip":
-            return str(value.decode("latin-1"))
+    if trust_fly:
+        for name, value in scope["headers"]:
+            if name == b"fly-client-ip":
+                return str(value.decode("latin-1"))
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
 
-def _request_ip(request: Request[Any, Any, Any]) -> str:
-    return client_ip(request.scope)  # type: ignore[arg-type]
+class BoundedMemoryStore(MemoryStore):
+    """Litestar's in-memory store with at most ``max_keys`` keys.
+
+    Litestar's store grows by one key per client for the whole window; under forged or very
+    many client keys that is unbounded memory (30,000 keys took 16 MB). A new key beyond the
+    cap first sweeps expired keys (at most once a second), then forgets the oldest.
+    """
+
+    __slots__ = ("_swept", "max_keys")
+
+    def __init__(self, max_keys: int = RATE_LIMIT_KEYS) -> None:
+        super().__init__()
+        self.max_keys = max_keys
+        self._swept = 0.0
+
+    async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
+        table = self._store
+        if key not in table and len(table) >= self.max_keys:
+            now = time.monotonic()
+            if now - self._swept >= 1.0:
+                self._swept = now
+                await self.delete_expired()
+            while len(table) >= self.max_keys:
+                del table[next(iter(table))]  # dicts keep insertion order: the oldest first
+        await super().set(key, value, expires_in)
 
 
 @dataclass
@@ -126,6 +158,10 @@ class _WindowRateLimitMiddleware(RateLimitMiddleware):
         return headers
 
 
+def _request_ip(trust_fly: bool, request: Request[Any, Any, Any]) -> str:
+    return client_ip(request.scope, trust_fly)  # type: ignore[arg-type]
+
+
 def rate_limit_config(config: BridgeConfig) -> BridgeRateLimitConfig | None:
     """The HTTP rate limit from ``AI_BRIDGE_RATE_*``; ``None`` when ``AI_BRIDGE_RATE_MAX`` is 0.
 
@@ -139,7 +175,7 @@ def rate_limit_config(config: BridgeConfig) -> BridgeRateLimitConfig | None:
         window_ms=config.rate_window_ms,
         exclude=list(NEVER_LIMITED),
         exclude_opt_key="no_rate_limit",
-        identifier_for_request=_request_ip,
+        identifier_for_request=functools.partial(_request_ip, config.trust_fly_client_ip),
         middleware_class=_WindowRateLimitMiddleware,
     )
 
@@ -151,7 +187,7 @@ def rate_limit_stores(config: BridgeConfig) -> dict[str, Store]:
     shared counter holds it to ``AI_BRIDGE_RATE_MAX`` per window in total.
     """
     if config.redis_url is None:
-        return {}
+        return {"rate_limit": BoundedMemoryStore()}
     from litestar.stores.redis import RedisStore
 
     return {"rate_limit": RedisStore.with_client(url=config.redis_url, namespace="aibridge:ratelimit")}
@@ -212,9 +248,53 @@ def ws_bucket(config: BridgeConfig) -> TokenBucket | _Unlimited:
     return TokenBucket(config.ws_rate_max) if config.ws_rate_max > 0 else UNLIMITED
 
 
+class HandshakeLimiter:
+    """WebSocket handshakes per client key in a fixed window shared by all keys.
+
+    Agent sockets bypass Litestar (and its rate limiter), so their handshakes are counted here,
+    per the same client key as HTTP. In-process on purpose: a handshake lands on one machine,
+    and the cost it guards (a slot, a TLS/upgrade) is that machine's. At most ``max_keys``
+    clients are remembered; the table empties each window.
+    """
+
+    __slots__ = ("_clock", "_counts", "_started", "max_keys", "max_per_window", "window_s")
+
+    def __init__(
+        self,
+        max_per_window: int,
+        window_ms: int,
+        max_keys: int = RATE_LIMIT_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_per_window = max_per_window
+        self.window_s = window_ms / 1000
+        self.max_keys = max_keys
+        self._clock = clock
+        self._counts: dict[str, int] = {}
+        self._started = clock()
+
+    def retry_after(self, key: str) -> float | None:
+        """Count one handshake from ``key``: ``None`` if allowed, else seconds until it may retry."""
+        if self.max_per_window <= 0:
+            return None
+        now = self._clock()
+        if now - self._started >= self.window_s:
+            self._counts.clear()
+            self._started = now
+        counts = self._counts
+        seen = counts.get(key, 0)
+        if seen >= self.max_per_window:
+            return max(self.window_s - (now - self._started), 0.001)
+        if seen == 0 and len(counts) >= self.max_keys:
+            del counts[next(iter(counts))]
+        counts[key] = seen + 1
+        return None
+
+
 class ConnectionGate:
-    """Caps concurrent HTTP requests plus open WebSockets at ``limit``; beyond, 503 or a refused
-    handshake, so a flood costs a few bytes instead of the machine's memory.
+    """Caps concurrent HTTP requests plus open WebSockets plus connections still sending their
+    request headers (``pending``, kept by the HTTP protocol) at ``limit``; beyond, 503 or a
+    refused handshake, so a flood costs a few bytes instead of the machine's memory.
 
     :meth:`middleware` makes pure ASGI middleware; all of them share this gate's count, so the
     HTTP part can sit in Litestar's per-route ``middleware`` list (inside CORS, so browsers can
@@ -229,6 +309,7 @@ class ConnectionGate:
     ) -> None:
         self.limit = limit
         self.active = 0
+        self.pending = 0
         self.rejected = 0
         self.exempt_paths = exempt_paths
         self.on_reject = on_reject
@@ -241,7 +322,7 @@ class ConnectionGate:
             if scope["type"] not in scopes or scope["path"] in self.exempt_paths:
                 await app(scope, receive, send)
                 return
-            if self.active >= self.limit:
+            if self.active + self.pending >= self.limit:
                 self.rejected += 1
                 if self.on_reject is not None:
                     self.on_reject()

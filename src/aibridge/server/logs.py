@@ -5,7 +5,10 @@ Every line goes through one queue to a writer thread that formats it and writes 
 Ordinary ``logging`` records reach that queue through a ``QueueHandler``. Access and WebSocket
 lines skip ``LogRecord`` (4 µs each to build) and enqueue a tuple; measured in
 bench/obs_overhead.py, that is what keeps logging inside its 15 % budget on ``/health``.
-Envelope payloads are never logged: callers pass ids, codes and counts, never frame contents.
+Envelope payloads are never logged: callers pass ids, codes and counts, never frame contents;
+the frame and handshake dumps the websockets library writes at debug are dropped; and at every
+level the token (``?token=``, ``Bearer …``, ``"authToken"``, or the configured value anywhere in
+a line) is written as ``***``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
@@ -52,15 +56,38 @@ _json = msgspec.json.Encoder(enc_hook=str).encode  # 5x json.dumps; any odd valu
 LINGER_S = 0.02
 """Pause after each write; lines reach stdout at most this much later."""
 _STOP = object()
+_SECRETS = re.compile(
+    r"""(?P<lead>[?&]token=|\bbearer\s+|"authToken"\s*:\s*")(?P<secret>"""
+    r"""(?<=")(?:[^"\\]|\\.)*|[^\s&"',;]+)""",
+    re.IGNORECASE,
+)
+
+
+def redactor(token: str | None) -> Callable[[str], str]:
+    """``line -> line`` with every token shown as ``***``: the configured one wherever it is,
+    and any value after ``?token=``, ``Bearer`` or ``"authToken":`` (a wrong token given by a
+    client may be someone's real one)."""
+
+    # Bounded by characters a token cannot end on, so a short token ("tok") does not turn
+    # "auth_token" into "auth_***en".
+    exact = re.compile(rf"(?<![\w.~+/-]){re.escape(token)}(?![\w.~+/-])") if token else None
+
+    def redact(line: str) -> str:
+        if exact is not None and token and token in line:
+            line = exact.sub("***", line)
+        return _SECRETS.sub(r"\g<lead>***", line)
+
+    return redact
 
 
 class LogWriter(threading.Thread):
     """Formats queued records and fast-path lines and writes them to ``stream`` in batches."""
 
-    def __init__(self, stream: IO[str], json_lines: bool) -> None:
+    def __init__(self, stream: IO[str], json_lines: bool, redact: Callable[[str], str] | None = None) -> None:
         super().__init__(name="aibridge-log-writer", daemon=True)
         self.stream = stream
         self.json_lines = json_lines
+        self.redact = redact or redactor(None)
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.dropped = 0
         self._second = -1
@@ -103,9 +130,12 @@ class LogWriter(threading.Thread):
 
     def _safe_format(self, item: logging.LogRecord | Line) -> str:
         try:
-            return self._format(item)
+            line = self._format(item)
         except Exception as exc:  # one bad record (e.g. a wrong %-template) must not end logging
-            return f"unformattable log record {item!r}: {exc!r}"
+            line = f"unformattable log record {item!r}: {exc!r}"
+        # Fast-path lines are built here from ids and codes only; records come from anywhere
+        # (uvicorn, websockets, tracebacks) and may quote a request line or a header.
+        return line if type(item) is tuple else self.redact(line)
 
     def _time(self, created: float) -> str:
         second = int(created)
@@ -168,6 +198,11 @@ _UVICORN_WS_NOISE = frozenset(
 )
 
 
+_WEBSOCKETS_DUMPS = frozenset({"< ", "> "})
+"""At debug the websockets library logs every frame and handshake header ("< TEXT '{...}'",
+"< authorization: Bearer …") to the logger uvicorn gives it: payloads and tokens."""
+
+
 class _UvicornWsLines(logging.Filter):
     """Keeps secrets and noise out of uvicorn's WebSocket lines.
 
@@ -179,6 +214,8 @@ class _UvicornWsLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg in _UVICORN_WS_NOISE:
             return False
+        if isinstance(record.msg, str) and record.msg[:2] in _WEBSOCKETS_DUMPS:
+            return False
         args = record.args
         handshake = isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"')
         if handshake and isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], str):
@@ -187,6 +224,8 @@ class _UvicornWsLines(logging.Filter):
 
 
 _writer: LogWriter | None = None
+_trust_fly = False
+"""AI_BRIDGE_TRUST_FLY_CLIENT_IP, for the ``client`` field of access and WebSocket lines."""
 
 
 def configure_logging(config: BridgeConfig, stream: IO[str] | None = None) -> LogWriter:
@@ -196,10 +235,12 @@ def configure_logging(config: BridgeConfig, stream: IO[str] | None = None) -> Lo
     ``log_config=None, access_log=False`` and Litestar with ``logging_config=None`` so neither
     replaces this nor logs requests twice.
     """
-    global _writer
+    global _writer, _trust_fly
     if _writer is not None:
         _writer.stop()
-    _writer = writer = LogWriter(stream or sys.stdout, json_lines=config.log_format == "json")
+    _trust_fly = config.trust_fly_client_ip
+    redact = redactor(config.auth_token)
+    _writer = writer = LogWriter(stream or sys.stdout, json_lines=config.log_format == "json", redact=redact)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
@@ -209,9 +250,10 @@ def configure_logging(config: BridgeConfig, stream: IO[str] | None = None) -> Lo
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
-    uvicorn_error = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _UvicornWsLines) for f in uvicorn_error.filters):
-        uvicorn_error.addFilter(_UvicornWsLines())
+    for name in ("uvicorn.error", "websockets"):
+        named = logging.getLogger(name)
+        if not any(isinstance(f, _UvicornWsLines) for f in named.filters):
+            named.addFilter(_UvicornWsLines())
     writer.start()
     return writer
 
@@ -233,7 +275,7 @@ def log_startup(config: BridgeConfig, version: str) -> None:
 def log_ws_connected(scope: Scope, agent_id: str | None = None) -> None:
     """Log an accepted WebSocket (never frame contents)."""
     if ws_log.isEnabledFor(logging.INFO):
-        fields = {"event": "ws_connect", "agent": agent_id or "-", "client": client_ip(scope)}
+        fields = {"event": "ws_connect", "agent": agent_id or "-", "client": client_ip(scope, _trust_fly)}
         _line("aibridge.ws", "WS connect agent=%(agent)s client=%(client)s", fields)
 
 
@@ -250,7 +292,7 @@ def log_ws_disconnected(scope: Scope, agent_id: str | None, code: int | None, se
         fields = {
             "event": "ws_disconnect",
             "agent": agent_id or "-",
-            "client": client_ip(scope),
+            "client": client_ip(scope, _trust_fly),
             "code": code if code is not None else "-",
             "duration_s": round(seconds, 3),
         }
@@ -280,7 +322,7 @@ class AccessLogMiddleware:
                 "route": scope.get("path_template") or UNMATCHED_ROUTE,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
-                "client": client_ip(scope),
+                "client": client_ip(scope, _trust_fly),
             }
             writer.put((time.time(), "aibridge.access", ACCESS, fields))
 

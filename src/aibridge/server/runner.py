@@ -29,6 +29,7 @@ from aibridge.errors import ConfigError
 from aibridge.server.app import server_stack
 from aibridge.server.config import BridgeConfig
 from aibridge.server.events import NullEvents
+from aibridge.server.http_protocol import bridge_http_protocol
 from aibridge.server.hub import Hub
 from aibridge.server.limits import prune_rate_limits
 from aibridge.server.logs import configure_logging, log_startup
@@ -148,7 +149,11 @@ async def _serve(config: BridgeConfig) -> None:
             uvicorn.Config(
                 asgi,
                 loop="none",
-                http="httptools",
+                # httptools, plus a header-read timeout, slowloris counted toward the connection
+                # cap and a drain that does not reset requests already on their way.
+                http=bridge_http_protocol(
+                    app.state.gate, config.header_timeout_ms / 1000, on_event=hub.events.error
+                ),
                 ws="websockets-sansio",
                 ws_per_message_deflate=False,
                 ws_max_size=config.max_envelope_bytes + FRAME_OVERHEAD,

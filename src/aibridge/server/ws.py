@@ -2,8 +2,11 @@
 
 Handshake: refused with a JSON HTTP response while draining (503), for an Origin outside
 AI_BRIDGE_CORS_ORIGINS (403, a missing Origin is allowed), or for a wrong token given in
-``Authorization: Bearer`` / ``?token=`` (401). A socket without a handshake token must send
-the right ``register.authToken`` before anything else is accepted.
+``Authorization: Bearer`` / ``?token=`` (401), for a client over AI_BRIDGE_HANDSHAKE_RATE_MAX
+handshakes in the window (429), and without a token while a tenth of AI_BRIDGE_MAX_CONNECTIONS
+is already held by unauthenticated sockets (503). A socket without a handshake token must send
+the right ``register.authToken`` before anything else is accepted, within
+AI_BRIDGE_AUTH_TIMEOUT_MS, else it is closed with 1008; its heartbeats do not keep it alive.
 
 The loop turns every bad frame into an ``error`` frame naming the problem and carries on: no
 client input ends the loop except a frame over the size limit, which uvicorn closes with 1009.
@@ -11,8 +14,10 @@ client input ends the loop except a frame over the size limit, which uvicorn clo
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -20,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import CLOSE_UNAUTHORIZED, Connection, Hub
-from aibridge.server.limits import TokenBucket
+from aibridge.server.limits import HandshakeLimiter, TokenBucket, client_ip
 from aibridge.server.logs import log_ws_connected, log_ws_disconnected
 from aibridge.server.protocol import (
     ProtocolError,
@@ -37,6 +42,8 @@ log = logging.getLogger("aibridge.ws")
 
 FRAME_OVERHEAD = 1024
 """Bytes allowed around an envelope in its frame; bigger frames are closed with 1009."""
+UNAUTHENTICATED_SHARE = 0.1
+"""Part of AI_BRIDGE_MAX_CONNECTIONS that sockets still without a token may hold at once."""
 
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Coroutine[Any, Any, None]]
@@ -56,8 +63,13 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """A missing Origin (non-browser clients) is allowed; ``*`` allows every origin."""
-    return origin is None or "*" in allowed or origin.rstrip("/") in allowed
+    """A missing Origin (non-browser clients) is allowed; ``*`` allows every origin.
+
+    Matched exactly, as the CORS layer matches it: a browser never sends a path (not even
+    ``/``) in Origin, and a guard looser than the CORS layer would serve requests whose
+    answers get no ``Access-Control-Allow-Origin``.
+    """
+    return origin is None or "*" in allowed or origin in allowed
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -74,6 +86,9 @@ class WebSocketEndpoint:
         self.config = config
         self.hub = hub
         self.events = hub.events
+        self.handshakes = HandshakeLimiter(config.handshake_rate_max, config.rate_window_ms)
+        self.unauthenticated: set[Connection] = set()
+        self.max_unauthenticated = max(1, int(config.max_connections * UNAUTHENTICATED_SHARE))
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         message = await receive()
@@ -81,8 +96,8 @@ class WebSocketEndpoint:
             return
         refusal = self._check_handshake(scope)
         if isinstance(refusal, tuple):
-            status, error = refusal
-            await _refuse(send, status, error)
+            status, error, headers = refusal
+            await _refuse(send, status, error, headers)
             return
         await send({"type": "websocket.accept"})
         client = scope.get("client")
@@ -96,19 +111,30 @@ class WebSocketEndpoint:
         bucket = TokenBucket(rate) if rate > 0 else None
         code: int | None = None
         try:
-            code = await self._read_loop(conn, receive, bucket)
+            if not conn.authenticated:
+                self.unauthenticated.add(conn)
+                code = await self._authenticate(conn, receive, bucket)
+                self.unauthenticated.discard(conn)
+            if conn.authenticated and not conn.closed:
+                code = await self._read_loop(conn, receive, bucket)
         finally:
+            self.unauthenticated.discard(conn)
             await self.hub.detach(conn)
             self.events.ws_disconnected()
             log_ws_disconnected(scope, conn.agent_id, code, time.monotonic() - opened)
 
-    def _check_handshake(self, scope: dict[str, Any]) -> tuple[int, str] | bool:
-        """``(status, error)`` to refuse the handshake, else whether it carried a valid token."""
+    def _check_handshake(self, scope: dict[str, Any]) -> tuple[int, str, list[tuple[bytes, bytes]]] | bool:
+        """``(status, error, headers)`` to refuse the handshake, else whether it carried a valid token."""
         if self.hub.draining:
-            return 503, "draining: reconnect to another instance"
+            return 503, "draining: reconnect to another instance", []
         if not origin_allowed(_header(scope, b"origin"), self.config.cors_origins):
             self.events.error("origin")
-            return 403, "origin not allowed"
+            return 403, "origin not allowed", []
+        retry = self.handshakes.retry_after(client_ip(scope, self.config.trust_fly_client_ip))
+        if retry is not None:
+            self.events.error("rate_limited")
+            limit = self.config.handshake_rate_max
+            return 429, f"over {limit} WebSocket handshakes per window; retry later", _retry_after(retry)
         expected = self.config.auth_token
         if expected is None:
             return True
@@ -117,11 +143,61 @@ class WebSocketEndpoint:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             token = query.get("token") or None
         if token is None:
-            return False  # may still authenticate with register.authToken
+            # May still authenticate with register.authToken; until then it holds a slot.
+            if len(self.unauthenticated) >= self.max_unauthenticated:
+                self.events.error("overloaded")
+                error = (
+                    f"{self.max_unauthenticated} sockets are already waiting to authenticate; send a token"
+                )
+                return 503, error, _retry_after(1)
+            return False
         if not tokens_equal(token, expected):
             self.events.error("auth")
-            return 401, "unauthorized"
+            return 401, "unauthorized", []
         return True
+
+    async def _authenticate(
+        self, conn: Connection, receive: Receive, bucket: TokenBucket | None
+    ) -> int | None:
+        """Frames of a socket not yet authenticated, until it is (then ``None``) or it ends.
+
+        Nothing but a register frame with the token helps: heartbeats do not refresh
+        ``lastSeen``, and the deadline counts from the handshake.
+        """
+        deadline = asyncio.get_running_loop().time() + self.config.auth_timeout_ms / 1000
+        while not conn.authenticated:
+            try:
+                # Only the wait is timed: a frame being handled (a register) is never cut short.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                self.hub.record_error("auth", "no token within AI_BRIDGE_AUTH_TIMEOUT_MS")
+                refusal = {"type": "error", "error": "unauthorized", "message": "authentication timeout"}
+                await conn.write(encode(refusal))
+                await conn.close(CLOSE_UNAUTHORIZED, "authentication timeout")
+                return CLOSE_UNAUTHORIZED
+            if message["type"] != "websocket.receive":
+                code: int | None = message.get("code")
+                return code
+            await self._frame(conn, message, bucket)
+            if conn.closed:
+                return None
+        return None
+
+    async def _frame(self, conn: Connection, message: dict[str, Any], bucket: TokenBucket | None) -> None:
+        """One frame before authentication, with the read loop's error handling."""
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        try:
+            await self._handle(conn, data, bucket)
+        except ProtocolError as error:
+            self.hub.record_error(error.code, error.message)
+            await conn.write(encode(error.frame()))
+        except Exception:
+            log.exception("internal error while handling a frame from %s", conn.peer)
+            self.hub.record_error("internal", "internal error while handling a frame")
+            await conn.write(encode({"type": "error", "error": "internal", "message": "internal error"}))
 
     async def _read_loop(self, conn: Connection, receive: Receive, bucket: TokenBucket | None) -> int | None:
         """Handle frames until the socket ends; the close code, when known."""
@@ -222,13 +298,21 @@ def _ack_ids(frame: dict[str, Any]) -> list[str]:
     return ids
 
 
-async def _refuse(send: Send, status: int, error: str) -> None:
+def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
+    return [(b"retry-after", str(max(1, math.ceil(seconds))).encode())]
+
+
+async def _refuse(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]]) -> None:
     body = encode({"error": error, "status": status}).encode()
     await send(
         {
             "type": "websocket.http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "websocket.http.response.body", "body": body})
