@@ -153,10 +153,11 @@ def with_websocket_fast_path(app: Litestar) -> Any:
     endpoint: WebSocketEndpoint = app.state.ws_endpoint
 
     async def entry(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            await app(scope, receive, send)
-        elif scope["path"] in WS_PATHS:
-            await endpoint(scope, receive, send)
+        if scope["type"] == "websocket":
+            if scope["path"] in WS_PATHS:
+                await endpoint(scope, receive, send)
+            else:
+                await _no_socket_here(scope, receive, send)
         elif scope["type"] != "http":
             await app(scope, receive, send)
         elif scope["method"] == "HEAD":
@@ -166,7 +167,7 @@ def with_websocket_fast_path(app: Litestar) -> Any:
         elif scope["method"] == "OPTIONS" and any(name == b"origin" for name, _ in scope["headers"]):
             await app(scope, receive, _json_preflight_refusal(send))
         else:
-            await _no_socket_here(scope, receive, send)
+            await app(scope, receive, send)
 
     return entry
 
