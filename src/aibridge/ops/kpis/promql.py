@@ -16,6 +16,7 @@ from aibridge.errors import TargetUnreachableError, UsageError
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
 from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
+from aibridge.ops.kpis.promraw import raw_increase
 from aibridge.ops.kpis.series import Buckets, is_error_status
 from aibridge.ops.kpis.units import format_bytes, format_seconds
 from aibridge.ops.kpis.verdicts import (
@@ -77,6 +78,15 @@ class PrometheusClient:
         if data.get("resultType") == "scalar":
             return [({}, float(data["result"][1]))]
         return [(item["metric"], float(item["value"][1])) for item in data["result"]]
+
+    def matrix(self, query: str, at: float) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """The raw samples of a range-vector selector (``metric[R]``), per series."""
+        data = self._get("query", {"query": query, "time": f"{at:.3f}"})
+        if data.get("resultType") != "matrix":
+            return []
+        return [
+            (item["metric"], [(float(t), float(v)) for t, v in item["values"]]) for item in data["result"]
+        ]
 
     def scalar(self, query: str, at: float) -> float | None:
         values = [v for _, v in self.vector(query, at) if math.isfinite(v)]
@@ -205,11 +215,13 @@ class _PromJudge:
             return cannot_tell(
                 "error_rate", t, "no data", f"no {self.counter}{{{self.sel}}} with a status label"
             )
-        by_status = self.q(f"sum by ({status}) (increase({self.counter}{{{self.sel}}}[{self.r}]))")
-        total = sum(v for _, v in by_status)
-        errors = sum(v for lb, v in by_status if is_error_status(lb.get(status, "")))
+        raw = raw_increase(self.prom, self.counter, self.sel, self.r, self.now)
+        total = sum(raw.by_series.values())
+        errors = sum(v for key, v in raw.by_series.items() if is_error_status(dict(key).get(status, "")))
         how = (
-            f"sum(increase({self.counter}{{{status}=~5xx|5..}}[{self.r}])) / all (resets handled by increase)"
+            f"raw samples of {self.counter}{{{status}=~5xx|5..}}[{self.r}] / all, summed by aibridge "
+            f"(not increase()): {raw.births} series born in range counted from 0, "
+            f"{raw.restarts} restart(s) seen via process_start_time_seconds"
         )
         if total <= 0:
             return cannot_tell("error_rate", t, "no requests in range", how)
