@@ -257,10 +257,10 @@ class MetricsMiddleware:
     429s and 503s are counted too. Litestar writes the matched template to ``scope["path_template"]``.
     """
 
-    def __init__(self, app: ASGIApp, metrics: BridgeMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: BridgeMetrics, routes: Iterable[Any] = ()) -> None:
         self.app = app
         self.observe = metrics.observe_request
-        metrics.precreate(_known_routes(app))
+        metrics.precreate(_known_routes(routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -273,10 +273,10 @@ class MetricsMiddleware:
         await call_observed(self.app, scope, receive, send, done)
 
 
-def _known_routes(app: ASGIApp) -> Iterator[tuple[str, str]]:
-    """(method, route template) of every HTTP route the app knows at start, plus 404s as GET."""
+def _known_routes(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(method, route template) of every HTTP route (Litestar ``app.routes``), plus 404s as GET."""
     yield "GET", UNMATCHED_ROUTE
-    for route in getattr(app, "routes", ()):
+    for route in routes:
         template = getattr(route, "path_format", None)  # what Litestar puts in scope["path_template"]
         methods = getattr(route, "methods", None)
         if isinstance(template, str) and methods and not getattr(route, "is_websocket", False):
