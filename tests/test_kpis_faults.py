@@ -24,8 +24,8 @@ COUNTER = "aibridge_http_requests_total"
 
 
 @contextlib.contextmanager
-def exposition_target() -> Iterator[tuple[dict[str, float], int]]:
-    """An HTTP server whose /metrics shows exactly the values in the returned dict."""
+def exposition_target(*extra: str) -> Iterator[tuple[dict[str, float], int]]:
+    """An HTTP server whose /metrics shows exactly the values in the returned dict (and ``extra`` lines)."""
     values: dict[str, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -37,6 +37,7 @@ def exposition_target() -> Iterator[tuple[dict[str, float], int]]:
             lines += [
                 "# TYPE process_start_time_seconds gauge",
                 f"process_start_time_seconds {values['start']}",
+                *extra,
             ]
             body = ("\n".join(lines) + "\n").encode()
             self.send_response(200)
@@ -126,3 +127,33 @@ def test_window_counts_every_interval_a_hung_app_did_not_answer() -> None:
     # Within one interval of the truth either way (the SIGSTOP lands between two probe times);
     # the old prober said ≥ 94 % here: the missed probes fired back to back after SIGCONT.
     assert abs(uptime.value - truth) <= 100 / slots + 0.01, (uptime.measured, truth)
+
+
+def test_fly_machine_memory_is_the_source_when_the_app_exports_no_limit(tmp_path: Path) -> None:
+    """Item 10: Fly's fly_instance_memory_mem_total/_mem_available (bytes, per Machine)."""
+    mib = 1 << 20
+    fly = (
+        f"fly_instance_memory_mem_total {459 * mib}",
+        f"fly_instance_memory_mem_available {300 * mib}",
+    )
+    with exposition_target(*fly) as (values, port):
+        instance = f"127.0.0.1:{port}"
+        values.update({"start": 1000.0, "2xx": 100.0})
+        with run_prometheus(tmp_path, [instance]) as prom:
+            _wait_samples(prom, instance, 0)
+            options = KpiOptions(
+                url="http://127.0.0.1:1", prometheus=prom.url, selector=f'instance="{instance}"', range_s=600
+            )
+            memory = check_kpis(options).kpi("memory")
+    assert memory.value is not None and abs(memory.value - 100 * 159 / 459) < 0.01, memory
+    assert "Fly's fly_instance_memory_mem_total" in memory.how
+    assert "fly_instance_memory_mem_total - fly_instance_memory_mem_available" in memory.how
+
+
+def test_a_pass_from_a_handful_of_probes_says_too_few_samples() -> None:
+    """Item 11: 5 probes cannot show "up > 99.9 %"; the pass carries loadtest's note."""
+    with run_kpi_app() as app:
+        options = KpiOptions(url=app.url, metrics_url=app.metrics_url, window_s=1.0, interval_s=0.25)
+        uptime = check_kpis(options).kpi("uptime")
+    assert uptime.verdict is Verdict.PASS
+    assert uptime.measured.endswith("too few samples: 5 probes; trust a pass from 1,000"), uptime.measured

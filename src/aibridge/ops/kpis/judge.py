@@ -27,9 +27,11 @@ from aibridge.ops.kpis.units import format_bytes, format_seconds
 from aibridge.ops.kpis.verdicts import (
     cannot_tell,
     combine,
+    samples_needed,
     server_latency,
     server_latency_measurement,
     under,
+    unless_too_few,
     verdict_above,
     verdict_below,
 )
@@ -115,7 +117,8 @@ class _Judge:
         if self.obs.late_probes:
             how += f"; {self.obs.late_probes} probe(s) sent late (this host fell behind)"
         measured = f"{pct:.2f} % ({up}/{len(probes)} intervals)"
-        return KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
+        result = KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
+        return unless_too_few(result, len(probes), (100 - t.limit) / 100, "probes")
 
     def server_buckets(self, *, all_routes: bool = False) -> Buckets | None:
         """The duration histogram of the health route (or every route) over the window or lifetime."""
@@ -141,8 +144,14 @@ class _Judge:
         views, verdicts, value = [], [], None
         if self.window and len(client) >= 2:
             value = nearest_rank(client, t.quantile)
-            verdicts.append(under(value, t))
-            views.append(f"client: p{t.quantile * 100:g} {format_seconds(value)} ({len(client)} probes)")
+            client_verdict = under(value, t)
+            needed = samples_needed(1 - t.quantile)
+            few = client_verdict is Verdict.PASS and len(client) < needed
+            verdicts.append(client_verdict)
+            note = f", too few samples: trust from {needed}" if few else ""
+            views.append(
+                f"client: p{t.quantile * 100:g} {format_seconds(value)} ({len(client)} probes{note})"
+            )
         elif client:
             views.append(f"client: {format_seconds(client[0])} (one probe)")
         buckets = self.server_buckets()
@@ -217,7 +226,8 @@ class _Judge:
         if self.window:
             how += f"; counter resets handled ({self.restarts} restart{'s' * (self.restarts != 1)})"
         measured = f"{pct:.2f} % ({errors:.0f}/{total:.0f})"
-        return KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        result = KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        return unless_too_few(result, round(total), t.limit / 100, "requests")
 
     def startup(self) -> KpiResult:
         t = self.o.thresholds["startup"]
