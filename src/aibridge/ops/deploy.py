@@ -21,19 +21,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aibridge.errors import FlyctlError, UsageError
+from aibridge.ops.candidates import next_candidate
 from aibridge.ops.events import OpsEvents
-from aibridge.ops.flyctl import TOKEN_VARIABLES, Flyctl, FlyctlResult, find_flyctl
+from aibridge.ops.flyctl import Flyctl, FlyctlResult
 from aibridge.ops.flyjson import AppStatus, Release, parse_emitted_release, parse_releases, parse_status
 from aibridge.ops.health import Verification, VerifyOptions, require_smoke, verify_release
-from aibridge.ops.newapp import create_app, create_args, read_live_or_new
+from aibridge.ops.newapp import create_app, read_live_or_new
 from aibridge.ops.preflight import release_command, resolve_app, resolve_strategy, validate_config
 from aibridge.ops.record import ReleaseRecord, commit_record, default_record_path
 from aibridge.ops.rollback import (
     EMIT_RELEASE_ENV,
     RollbackOutcome,
     RollbackPlan,
-    deploy_image_args,
-    next_candidate,
     run_rollback,
 )
 
@@ -194,7 +193,9 @@ def _deploy(
     if options.auto_rollback and command:
         summary.notes.append(_release_command_note(command, options.rollback_skip_release_command))
     if options.dry_run:
-        return _dry_run(options, app, env, summary, events)
+        from aibridge.ops.dryrun import plan_deploy
+
+        return plan_deploy(options, app, env, summary, events)
 
     started = time.monotonic()
     events.step("preflight", "finding flyctl and checking the Fly login")
@@ -355,46 +356,3 @@ def _unchanged(flyctl: Flyctl, app: str, image: str) -> bool:
     except FlyctlError:
         return False
     return bool(status.machines) and all(m.image == image for m in status.machines)
-
-
-def _dry_run(
-    options: DeployOptions, app: str, env: dict[str, str], summary: DeploySummary, events: OpsEvents
-) -> DeploySummary:
-    try:
-        path = find_flyctl(env)
-    except FlyctlError:
-        path = "fly"
-    previous = "<image live before the deploy>"
-    planned: list[tuple[str, list[str], Mapping[str, str]]] = []
-    if not any(env.get(name, "").strip() for name in TOKEN_VARIABLES):
-        planned.append(("preflight", ["auth", "whoami"], {}))
-    planned += [
-        ("record", ["releases", "--app", app, "--json"], {}),
-        ("record", ["status", "--app", app, "--json"], {}),
-    ]
-    if options.create:
-        planned.append(("create (only if Fly does not know the app)", create_args(app, options.org), {}))
-        summary.notes.append("if the app is created, this is its first deploy: nothing to roll back to")
-    planned += [
-        ("deploy", options.deploy_args(app), EMIT_RELEASE_ENV),
-        ("record (only if flyctl prints no release line)", ["releases", "--app", app, "--json"], {}),
-    ]
-    if options.auto_rollback:
-        planned.append(("check (only if the deploy fails)", ["status", "--app", app, "--json"], {}))
-        rollback = deploy_image_args(
-            app,
-            options.config,
-            previous,
-            ROLLBACK_STRATEGY,
-            skip_release_command=options.rollback_skip_release_command,
-        )
-        planned.append(("rollback (only if the deploy or verification fails)", rollback, EMIT_RELEASE_ENV))
-    for name, args, extra in planned:
-        events.step(name, "would run")
-        events.command([path, *args], extra)
-        summary.commands.append([path, *args])
-    if options.verify.enabled:
-        events.step("verify", f"would poll {options.verify.url_for(app)} until ok {options.verify.passes}x")
-        summary.notes.append(f"the verdict would be recorded in {options.record_path}")
-    summary.outcome, summary.message = "dry_run", "dry run: nothing was changed"
-    return summary

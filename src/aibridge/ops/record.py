@@ -136,7 +136,8 @@ def commit_record(path: Path, message: str) -> str:
     try:
         add = subprocess.run(["git", "add", "--", str(path)], cwd=cwd, capture_output=True, text=True)
         if add.returncode != 0:
-            return f"record not committed: git add failed: {add.stderr.strip().splitlines()[-1:]}"
+            said = " ".join(add.stderr.strip().splitlines()[-1:])
+            return f"record not committed: git add failed: {said}"
         commit = subprocess.run(
             ["git", "commit", "--quiet", "-m", message, "--", str(path)],
             cwd=cwd,
