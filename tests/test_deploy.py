@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fakefly.scenarios import APP, FAKEFLY_DIR, IMAGE_D, live_release, make_fake, run_aibridge, write_fly_toml
+from fakefly.scenarios import (
+    APP,
+    FAKEFLY_DIR,
+    IMAGE_B,
+    IMAGE_D,
+    live_release,
+    make_fake,
+    run_aibridge,
+    write_fly_toml,
+)
 from support import free_port
 
 RECORD = [["releases", "--app", APP, "--json"], ["status", "--app", APP, "--json"]]
@@ -183,7 +192,12 @@ def test_health_never_ok_and_rollback_image_pruned(tmp_path: Path) -> None:
     summary = _summary(result)
     assert summary["outcome"] == "rollback_failed"
     assert f"rollback failed: image {IMAGE_D} is no longer in the registry (pruned?)" in summary["message"]
-    assert "MANIFEST_UNKNOWN" in result.stderr
+    assert f'could not find image "{IMAGE_D}"' in result.stderr
+    # Issue 14 item 2: the real next candidate, chosen as `aibridge rollback` chooses (v1 and v2
+    # completed with other images; v6 just failed verification and v4/v3 run the pruned image).
+    assert summary["message"].endswith(f"the next candidate is v2 ({IMAGE_B}): `aibridge rollback --to 2`"), (
+        summary["message"]
+    )
 
 
 def test_no_auto_rollback_leaves_the_failed_release(tmp_path: Path) -> None:
@@ -369,7 +383,7 @@ def test_first_deploy_that_fails_health_has_nothing_to_roll_back_to(tmp_path: Pa
     summary = _summary(result)
     assert summary["before"] is None and summary["after"]["version"] == 1
     assert summary["message"].startswith("verification failed: not healthy after 1s")
-    assert summary["message"].endswith("nothing was live before, so nothing to roll back to")
+    assert summary["message"].endswith("nothing was live before (first deploy), so nothing to roll back to")
 
 
 def test_ctrl_c_while_verifying_reports_the_unverified_release(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ def test_wrong_metrics_url_exits_2_and_names_the_option(app: KpiApp) -> None:
         (["--kpi", "uptime"], "expected NAME=THRESHOLD"),
         (["--kpi", "uptime=120"], "between 0 and 100"),
         (["--kpi", "health_latency=fast"], "'fast' is not a duration"),
+        (["--kpi", "health_latency=300"], "give the unit, e.g. 300ms or 300s"),
         (["--kpi", "health_latency=500ms@q9"], "expected a quantile"),
         (["--window", "ten"], "--window: 'ten' is not a duration"),
         (["--window", "1s", "--interval", "5s"], "shorter than --interval"),

@@ -19,7 +19,7 @@ from aibridge.errors import ConfigError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.metrics import BridgeMetrics, memory_limit_bytes, serve_metrics
 from obs_app import run_obs_app
-from support import Samples, require_binary, scrape, value
+from support import Samples, require_binary, run_bridge, scrape, value
 
 
 @pytest.mark.prometheus
@@ -160,3 +160,15 @@ def test_seconds_since_process_start_is_precise_for_a_fresh_process() -> None:
     lifetime = time.monotonic() - started
     measured = float(out)
     assert 0.0 < measured <= lifetime + 0.02  # clock ticks are 10 ms
+
+
+def test_every_route_and_status_class_exists_at_zero_before_any_request(tmp_path: Path) -> None:
+    """Issue 14 item 8: a 5xx child born at its first increment is invisible to increase()."""
+    with run_bridge(tmp_path) as bridge:
+        text = httpx.get(bridge.metrics_url, timeout=5).text
+    # (run_bridge polled /health until it answered, so only 2xx has counted anything.)
+    for status in ("1xx", "3xx", "4xx", "5xx"):
+        line = f'aibridge_http_requests_total{{method="GET",route="/health",status="{status}"}} 0.0'
+        assert line in text, status
+    assert 'aibridge_http_requests_total{method="GET",route="<unmatched>",status="5xx"} 0.0' in text
+    assert 'aibridge_http_request_duration_seconds_count{method="POST",route="/send"} 0.0' in text

@@ -29,7 +29,7 @@ def test_status_json_has_releases_machines_and_live_health(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert fake.calls() == [["auth", "whoami"], *RECORD]
     data = json.loads(result.stdout)
-    assert [(r["version"], r["status"], r["image_ref"]) for r in data["releases"]] == [
+    assert [(r["version"], r["status"], r["image"]) for r in data["releases"]] == [
         (5, "failed", IMAGE_E),
         (4, "complete", IMAGE_D),
         (3, "complete", IMAGE_D),

@@ -39,6 +39,8 @@ class RichEvents:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.commands: list[list[str]] = []
+        """Every flyctl command announced, in order (a dry run's JSON lists them)."""
         self._spinner: Status | None = None
         self._url = ""
 
@@ -46,6 +48,7 @@ class RichEvents:
         self.console.print(Text.assemble(("→ ", "bold cyan"), (name, "bold"), " ", message))
 
     def command(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        self.commands.append(list(argv))
         prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         line = f"{prefix} {shlex.join(argv)}" if prefix else shlex.join(argv)
         self.console.print(Text(f"  $ {line}", style="dim"), soft_wrap=True)
@@ -92,7 +95,11 @@ def render_summary(console: Console, summary: DeploySummary) -> None:
     for step in summary.steps:
         mark = "✓" if step.ok else "✘"
         table.add_row(f"{mark} {step.name}", f"{step.seconds:.1f}s  {step.detail}")
+    if summary.judged:
+        table.add_row("record", summary.judged)
     console.print(table)
+    for note in summary.notes:
+        console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
     console.print(Text(summary.message, style=_OUTCOME_STYLE[summary.outcome]), soft_wrap=True)
 
 
@@ -105,9 +112,8 @@ def render_plan(console: Console, plan: RollbackPlan) -> None:
     if plan.next_candidate is not None:
         candidate = plan.next_candidate
         console.print(f"  next candidate  {candidate.label}  {candidate.image_ref}", highlight=False)
-    from aibridge.ops.rollback import NOT_REVERTED
-
-    console.print(Text(f"  note: {NOT_REVERTED}", style="yellow"))
+    for note in plan.notes:
+        console.print(Text(f"  note: {note}", style="yellow"), soft_wrap=True)
 
 
 def render_rollback(console: Console, outcome: RollbackOutcome) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,14 +31,55 @@ HealthUrlOpt = Annotated[
 ]
 VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="Verify /health after deploying.")]
 PassesOpt = Annotated[int, typer.Option(min=1, help="Ok answers in a row that count as healthy.")]
-HealthTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for health.")]
+HealthTimeoutOpt = Annotated[
+    str, typer.Option(help="How long to wait for health: 60, 60s, 500ms, 2m (a bare number is seconds).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+RecordOpt = Annotated[
+    Path | None,
+    typer.Option(help="The judged-release record (default: .aibridge/releases.json beside fly.toml)."),
+]
 
 
-def _verify(enabled: bool, url: str | None, passes: int, timeout: float, smoke: int | None) -> VerifyOptions:
+def _verify(enabled: bool, url: str | None, passes: int, timeout: str, smoke: int | None) -> VerifyOptions:
+    from aibridge.errors import UsageError
     from aibridge.ops.health import VerifyOptions
+    from aibridge.ops.units import parse_duration
 
-    return VerifyOptions(enabled=enabled, url=url, passes=passes, timeout=timeout, smoke=smoke)
+    seconds = parse_duration(timeout, "--health-timeout")
+    if seconds < 0.1:
+        raise UsageError(f"--health-timeout: {timeout!r} is too short (at least 100ms)")
+    return VerifyOptions(enabled=enabled, url=url, passes=passes, timeout=seconds, smoke=smoke)
+
+
+def _flyctl_duration(text: str | None, what: str) -> str | None:
+    """Checked here (so a typo fails before anything changes), passed on in a form flyctl takes.
+
+    flyctl reads Go durations or a bare number of seconds (fly.md §3); only "d" is ours alone.
+    """
+    if text is None:
+        return None
+    from aibridge.ops.units import parse_duration
+
+    seconds = parse_duration(text, what)
+    if text.strip().lower().endswith("d"):
+        return f"{round(seconds)}s"
+    return text.strip()
+
+
+def _run(call: Callable[[], None], as_json: bool) -> None:
+    """``run_command``, plus: with --json an error is a JSON object on stdout too (scripts read it)."""
+    from aibridge.errors import AibridgeError
+
+    def guarded() -> None:
+        try:
+            call()
+        except AibridgeError as error:
+            if as_json:
+                _print_json({"ok": False, "error": error.detail, "exit_code": error.exit_code})
+            raise
+
+    run_command(guarded)
 
 
 def _progress(as_json: bool) -> Console:
@@ -63,11 +105,13 @@ def deploy_command(
     app_name: AppOpt = None,
     strategy: Annotated[str | None, typer.Option(help="canary, rolling, immediate or bluegreen.")] = None,
     image: Annotated[str | None, typer.Option("--image", "-i", help="Deploy this prebuilt image.")] = None,
-    wait_timeout: Annotated[str | None, typer.Option(help="flyctl's per-Machine wait, e.g. 5m.")] = None,
+    wait_timeout: Annotated[
+        str | None, typer.Option(help="flyctl's per-Machine wait: 300, 300s, 5m (a bare number is seconds).")
+    ] = None,
     health_url: HealthUrlOpt = None,
     verify: VerifyOpt = True,
     health_passes: PassesOpt = 3,
-    health_timeout: HealthTimeoutOpt = 60.0,
+    health_timeout: HealthTimeoutOpt = "60s",
     smoke: Annotated[
         int | None, typer.Option(help="After health passes, load-test with N requests against the KPIs.")
     ] = None,
@@ -81,6 +125,24 @@ def deploy_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print every command that would run; change nothing.")
     ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Passed on as `fly deploy --yes`.")] = False,
+    create: Annotated[
+        bool, typer.Option("--create", help="Run `fly apps create` first if Fly has no such app.")
+    ] = False,
+    org: Annotated[
+        str | None, typer.Option(help="Organization for --create (`fly apps create --org`).")
+    ] = None,
+    rollback_skip_release_command: Annotated[
+        bool,
+        typer.Option(
+            "--rollback-skip-release-command",
+            help="An auto-rollback passes --skip-release-command to flyctl ([deploy] release_command).",
+        ),
+    ] = False,
+    record: RecordOpt = None,
+    commit_record: Annotated[
+        bool, typer.Option("--commit-record", help="git-commit the judged-release record after judging.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     def call() -> None:
@@ -92,12 +154,18 @@ def deploy_command(
             app=app_name,
             strategy=strategy,
             image=image,
-            wait_timeout=wait_timeout,
+            wait_timeout=_flyctl_duration(wait_timeout, "--wait-timeout"),
             verify=_verify(verify, health_url, health_passes, health_timeout, smoke),
             auto_rollback=auto_rollback,
             force=force,
             dry_run=dry_run,
             flyctl_args=tuple(flyctl_args or ()),
+            yes=yes,
+            create=create,
+            org=org,
+            rollback_skip_release_command=rollback_skip_release_command,
+            record=record,
+            commit_record=commit_record,
         )
         progress = _progress(as_json)
         events = RichEvents(progress)
@@ -111,7 +179,7 @@ def deploy_command(
             render_summary(progress, summary)
         raise typer.Exit(summary.exit_code)
 
-    run_command(call)
+    _run(call, as_json)
 
 
 @app.command(
@@ -132,7 +200,14 @@ def rollback_command(
     health_url: HealthUrlOpt = None,
     verify: VerifyOpt = True,
     health_passes: PassesOpt = 3,
-    health_timeout: HealthTimeoutOpt = 60.0,
+    health_timeout: HealthTimeoutOpt = "60s",
+    skip_release_command: Annotated[
+        bool,
+        typer.Option(
+            "--skip-release-command", help="Passed to `fly deploy`: do not run [deploy] release_command."
+        ),
+    ] = False,
+    record: RecordOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     def call() -> None:
@@ -157,23 +232,35 @@ def rollback_command(
             strategy=strategy,
             dry_run=dry_run,
             verify=_verify(verify, health_url, health_passes, health_timeout, None),
+            skip_release_command=skip_release_command,
+            record=record,
         )
         events = RichEvents(progress)
         try:
             plan, outcome = rollback(options, events, confirm)
         finally:
             events.close()
+        code = outcome.exit_code if outcome else (0 if dry_run else 1)
         if as_json:
-            _print_json({"plan": plan.to_json(), "outcome": outcome.to_json() if outcome else None})
+            commands = [[*events.commands[-1]]] if dry_run and events.commands else []
+            _print_json(
+                {
+                    "ok": code == 0,
+                    "exit_code": code,
+                    "plan": plan.to_json(),
+                    "commands": commands,
+                    "outcome": outcome.to_json() if outcome else None,
+                }
+            )
         elif outcome is None:
             if dry_run:
                 render_plan(progress, plan)
             progress.print("dry run: nothing deployed" if dry_run else "cancelled: nothing deployed")
         else:
             render_rollback(progress, outcome)
-        raise typer.Exit(outcome.exit_code if outcome else (0 if dry_run else 1))
+        raise typer.Exit(code)
 
-    run_command(call)
+    _run(call, as_json)
 
 
 @app.command("status", help="Releases, Machines and the live /health answer of the app, in one view.")
@@ -195,4 +282,4 @@ def status_command(
         else:
             render_status(console, view)
 
-    run_command(call)
+    _run(call, as_json)

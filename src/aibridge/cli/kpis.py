@@ -172,7 +172,10 @@ def _run(options: KpiOptions, output: OutputFormat, watch: bool) -> KpiReport:
         return watch_kpis(options, emit) if watch else check(options, emit)
     if watch:
         with Live(console=console, auto_refresh=False, transient=False) as live:
-            return watch_kpis(options, lambda r: live.update(render_report(r), refresh=True))
+            last = watch_kpis(options, lambda r: live.update(render_report(r), refresh=True))
+            # Ctrl-C may cut a window short: the screen left behind is the run the exit code is.
+            live.update(render_report(last), refresh=True)
+            return last
     with err_console.status("measuring…") as status:
 
         def progress(report: KpiReport) -> None:

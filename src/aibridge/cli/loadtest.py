@@ -25,8 +25,9 @@ _EPILOG = (
     "Drop-in for [bold]ab -n 1000 -c 10 URL[/] and hey/oha (-n -c -z -q -m -H -d -D -t). "
     "-q is the TOTAL rate (oha's meaning, not hey's per-worker one) and switches to an open model "
     "whose latency counts from each request's intended start (coordinated omission corrected).\n\n"
-    "Exit code: 0 pass, 1 an SLO failed or the run regressed against --baseline, "
-    "2 bad usage or the target does not answer."
+    "hey's -disable-keepalive / -disable-compression / -disable-redirects are accepted (also with --).\n\n"
+    "Exit code: 0 pass, 1 no request succeeded, an SLO failed or the run regressed against --baseline, "
+    "2 bad usage or the target never answered, 130 interrupted (the partial report is printed)."
 )
 
 
@@ -79,20 +80,48 @@ def loadtest(
     workers: Annotated[
         int, typer.Option(help="Processes sharing the load (when one core is not enough).")
     ] = 1,
+    disable_keepalive: Annotated[
+        bool,
+        typer.Option(
+            "--disable-keepalive",
+            "-disable-keepalive",
+            help="A new connection per request (as ab without -k).",
+        ),
+    ] = False,
+    disable_compression: Annotated[
+        bool,
+        typer.Option("--disable-compression", "-disable-compression", help="Send no Accept-Encoding."),
+    ] = False,
+    disable_redirects: Annotated[
+        bool,
+        typer.Option(
+            "--disable-redirects",
+            "-disable-redirects",
+            help="Accepted for hey: redirects are never followed.",
+        ),
+    ] = False,
 ) -> None:
     def call() -> None:
+        from dataclasses import replace
+
         from aibridge.ops.loadtest import ConsoleProgress, render_text, run_loadtest
 
         options = _options(
             url, requests, concurrency, duration, rate, method, header, data, data_file, timeout, warmup,
             expect_status, slo, kpi, save, baseline, tolerance, workers,
         )  # fmt: skip
+        options = replace(options, keepalive=not disable_keepalive, compression=not disable_compression)
         with ConsoleProgress(err_console) as progress:
             report = run_loadtest(options, progress)
         if output_format is OutputFormat.json:
             typer.echo(json.dumps(report.to_json(), indent=2))
         else:
             render_text(report, console)
+        if report.interrupted:
+            raise typer.Exit(130)
+        if not report.answered:
+            err_console.print(f"[bold red]error:[/] {url} never answered: no HTTP response to any request")
+            raise typer.Exit(2)
         if not report.passed:
             raise typer.Exit(1)
 

@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aibridge.errors import FlyctlError, UsageError
+from aibridge.ops.candidates import next_candidate
 from aibridge.ops.events import OpsEvents
-from aibridge.ops.flyctl import Flyctl, FlyctlResult, find_flyctl
+from aibridge.ops.flyctl import Flyctl, FlyctlResult
 from aibridge.ops.flyjson import AppStatus, Release, parse_emitted_release, parse_releases, parse_status
 from aibridge.ops.health import Verification, VerifyOptions, require_smoke, verify_release
-from aibridge.ops.preflight import resolve_app, resolve_strategy, validate_config
+from aibridge.ops.newapp import create_app, read_live_or_new
+from aibridge.ops.preflight import release_command, resolve_app, resolve_strategy, validate_config
+from aibridge.ops.record import ReleaseRecord, commit_record, default_record_path
 from aibridge.ops.rollback import (
     EMIT_RELEASE_ENV,
     RollbackOutcome,
     RollbackPlan,
-    deploy_image_args,
-    read_live,
     run_rollback,
 )
 
@@ -82,6 +83,18 @@ class DeployOptions:
     dry_run: bool = False
     flyctl_args: tuple[str, ...] = ()
     """Passed to ``fly deploy`` as given, after the mapped flags."""
+    yes: bool = False
+    """Passed on as ``fly deploy --yes`` (flyctl's auto-confirm)."""
+    create: bool = False
+    """Create the app with ``fly apps create`` when Fly does not know it yet."""
+    org: str | None = None
+    rollback_skip_release_command: bool = False
+    record: Path | None = None
+    commit_record: bool = False
+
+    @property
+    def record_path(self) -> Path:
+        return self.record or default_record_path(self.config)
 
     def deploy_args(self, app: str) -> list[str]:
         args = ["deploy", "--config", str(self.config), "--app", app]
@@ -90,6 +103,8 @@ class DeployOptions:
                 args += [flag, value]
         if self.wait_timeout:
             args += ["--wait-timeout", self.wait_timeout]
+        if self.yes:
+            args.append("--yes")
         return [*args, *self.flyctl_args]
 
 
@@ -116,6 +131,9 @@ class DeploySummary:
     commands: list[list[str]] = field(default_factory=list)
     """In a dry run: every flyctl command that would run."""
     message: str = ""
+    notes: list[str] = field(default_factory=list)
+    judged: str = ""
+    """What happened to the judged-release record (path, verdict, commit)."""
 
     @property
     def exit_code(self) -> int:
@@ -129,6 +147,7 @@ class DeploySummary:
             return {"version": release.version, "image": release.image_ref} if release else None
 
         return {
+            "ok": self.exit_code == 0,
             "app": self.app,
             "outcome": self.outcome,
             "exit_code": self.exit_code,
@@ -142,6 +161,8 @@ class DeploySummary:
             "rollback": self.rollback.to_json() if self.rollback else None,
             "commands": self.commands,
             "message": self.message,
+            "notes": self.notes,
+            "record": self.judged,
         }
 
 
@@ -149,6 +170,14 @@ def deploy(
     options: DeployOptions, events: OpsEvents, environ: Mapping[str, str] | None = None
 ) -> DeploySummary:
     """Run the whole pipeline; precondition failures raise (exit 2), everything later is summarised."""
+    summary = _deploy(options, events, environ)
+    _commit(options, summary)
+    return summary
+
+
+def _deploy(
+    options: DeployOptions, events: OpsEvents, environ: Mapping[str, str] | None = None
+) -> DeploySummary:
     env = dict(os.environ if environ is None else environ)
     if options.strategy is not None and options.strategy not in STRATEGIES:
         raise UsageError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {options.strategy!r}")
@@ -159,17 +188,33 @@ def deploy(
     require_smoke(options.verify)
     summary = DeploySummary(app, resolve_strategy(options.config, options.strategy))
     summary.record("validate", True, started, validated)
+    record = ReleaseRecord(options.record_path)
+    command = release_command(options.config)
+    if options.auto_rollback and command:
+        summary.notes.append(_release_command_note(command, options.rollback_skip_release_command))
     if options.dry_run:
-        return _dry_run(options, app, env, summary, events)
+        from aibridge.ops.dryrun import plan_deploy
+
+        return plan_deploy(options, app, env, summary, events)
 
     started = time.monotonic()
     events.step("preflight", "finding flyctl and checking the Fly login")
     flyctl = Flyctl.locate(env)
     flyctl.check_auth()
     events.step("record", f"recording what is live on {app}")
-    releases, status = read_live(flyctl, app)
-    summary.before = _live_release(releases, status)
-    live = f"{summary.before.label} {summary.before.image_ref}" if summary.before else "nothing live yet"
+    live_now = read_live_or_new(flyctl, app, create=options.create)
+    if live_now is None:
+        create_app(flyctl, app, options.org, events)
+        releases: list[Release] = []
+        summary.before = None
+        summary.notes.append(f"created the app {app}: this is its first deploy, nothing to roll back to")
+    else:
+        releases, status = live_now
+        summary.before = _live_release(releases, status)
+    if summary.before is None:
+        live = "nothing live yet: first deploy, a failure cannot be rolled back"
+    else:
+        live = f"{summary.before.label} {summary.before.image_ref}"
     summary.record("record", True, started, live)
 
     started = time.monotonic()
@@ -195,6 +240,7 @@ def deploy(
             summary.message = "interrupted while verifying; the new release is live and unverified"
             return summary
         summary.record("verify", summary.verification.ok, started, summary.verification.summary)
+        _judge(options, record, summary)
         if summary.verification.ok:
             summary.outcome, summary.message = (
                 "deployed",
@@ -204,7 +250,35 @@ def deploy(
         failure = f"verification failed: {summary.verification.summary}"
     else:
         failure = result.describe()
-    return _recover(options, flyctl, summary, failure, events)
+    return _recover(options, flyctl, summary, failure, events, releases, record)
+
+
+def _release_command_note(command: str, skipped: bool) -> str:
+    if skipped:
+        return (
+            f"an auto-rollback skips [deploy] release_command {command!r} (--rollback-skip-release-command)"
+        )
+    return (
+        f"an auto-rollback runs [deploy] release_command {command!r} again, with the old image "
+        "(--rollback-skip-release-command skips it)"
+    )
+
+
+def _judge(options: DeployOptions, record: ReleaseRecord, summary: DeploySummary) -> None:
+    """Write aibridge's verdict on the new release into the record (and commit it if asked)."""
+    after, verification = summary.after, summary.verification
+    if after is None or not after.image_ref or verification is None:
+        return
+    verdict: Literal["good", "bad"] = "good" if verification.ok else "bad"
+    record.add(summary.app, after.image_ref, after.version, verdict, verification.summary)
+    summary.judged = f"{options.record_path}: {after.label} {after.image_ref} judged {verdict}"
+
+
+def _commit(options: DeployOptions, summary: DeploySummary) -> None:
+    """Commit the record once, after the deploy's and any rollback's verdicts are in it."""
+    if options.commit_record and summary.judged:
+        message = f"aibridge: record the verdicts of the {summary.app} deploy ({summary.outcome})"
+        summary.judged += "; " + commit_record(options.record_path, message)
 
 
 def _live_release(releases: list[Release], status: AppStatus) -> Release | None:
@@ -228,13 +302,19 @@ def _new_release(flyctl: Flyctl, app: str, result: FlyctlResult) -> Release | No
 
 
 def _recover(
-    options: DeployOptions, flyctl: Flyctl, summary: DeploySummary, failure: str, events: OpsEvents
+    options: DeployOptions,
+    flyctl: Flyctl,
+    summary: DeploySummary,
+    failure: str,
+    events: OpsEvents,
+    releases: list[Release],
+    record: ReleaseRecord,
 ) -> DeploySummary:
     before = summary.before
     if before is None or not before.image_ref:
         summary.outcome, summary.message = (
             "failed",
-            f"{failure}; nothing was live before, so nothing to roll back to",
+            f"{failure}; nothing was live before (first deploy), so nothing to roll back to",
         )
         return summary
     if not options.auto_rollback:
@@ -247,6 +327,8 @@ def _recover(
         return summary
     started = time.monotonic()
     current = summary.after
+    # The same choice `aibridge rollback` makes, minus the image being tried and the one that failed.
+    tried = {before.image_ref, *([current.image_ref] if current else [])}
     plan = RollbackPlan(
         app=summary.app,
         config=options.config,
@@ -254,10 +336,13 @@ def _recover(
         current_version=current.version if current else None,
         target_image=before.image_ref,
         target=before,
-        next_candidate=None,
+        next_candidate=next_candidate(releases, tried, record.bad_images(summary.app)),
         strategy=ROLLBACK_STRATEGY,
+        release_command=release_command(options.config),
+        skip_release_command=options.rollback_skip_release_command,
     )
-    summary.rollback = run_rollback(plan, flyctl, replace(options.verify, smoke=None), events)
+    verify = replace(options.verify, smoke=None)
+    summary.rollback = run_rollback(plan, flyctl, verify, events, record if verify.enabled else None)
     summary.record("rollback", summary.rollback.ok, started, summary.rollback.message)
     summary.outcome = "rolled_back" if summary.rollback.ok else "rollback_failed"
     summary.message = f"{failure}; {summary.rollback.message}"
@@ -271,29 +356,3 @@ def _unchanged(flyctl: Flyctl, app: str, image: str) -> bool:
     except FlyctlError:
         return False
     return bool(status.machines) and all(m.image == image for m in status.machines)
-
-
-def _dry_run(
-    options: DeployOptions, app: str, env: dict[str, str], summary: DeploySummary, events: OpsEvents
-) -> DeploySummary:
-    try:
-        path = find_flyctl(env)
-    except FlyctlError:
-        path = "fly"
-    previous = "<image live before the deploy>"
-    planned: list[tuple[str, list[str], Mapping[str, str]]] = [
-        ("record", ["releases", "--app", app, "--json"], {}),
-        ("record", ["status", "--app", app, "--json"], {}),
-        ("deploy", options.deploy_args(app), EMIT_RELEASE_ENV),
-    ]
-    if options.auto_rollback:
-        rollback = deploy_image_args(app, options.config, previous, ROLLBACK_STRATEGY)
-        planned.append(("rollback (only if the deploy or verification fails)", rollback, EMIT_RELEASE_ENV))
-    for name, args, extra in planned:
-        events.step(name, "would run")
-        events.command([path, *args], extra)
-        summary.commands.append([path, *args])
-    if options.verify.enabled:
-        events.step("verify", f"would poll {options.verify.url_for(app)} until ok {options.verify.passes}x")
-    summary.outcome, summary.message = "dry_run", "dry run: nothing was changed"
-    return summary

@@ -44,7 +44,10 @@ class Release:
         return f"v{self.version}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # "image" everywhere in aibridge's JSON (deploy, rollback, status), whatever flyctl calls it.
+        data = asdict(self)
+        data["image"] = data.pop("image_ref")
+        return data
 
 
 @dataclass(frozen=True, slots=True)

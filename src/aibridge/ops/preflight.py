@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aibridge.errors import FileReadError, UsageError
 
-__all__ = ("resolve_app", "resolve_strategy", "validate_config")
+__all__ = ("release_command", "resolve_app", "resolve_strategy", "validate_config")
 
 _NO_APP = (
     'no app name: add `app = "NAME"` to {config}, pass --app NAME, or set FLY_APP '
@@ -73,3 +73,16 @@ def resolve_strategy(config: Path, given: str | None) -> str:
     from aibridge.fly.model import load_fly_config
 
     return f"{load_fly_config(config).strategy or 'rolling'} (fly.toml)"
+
+
+def release_command(config: Path) -> str | None:
+    """fly.toml's ``[deploy] release_command``, which every ``fly deploy`` runs first (fly.md §1)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    deploy = data.get("deploy")
+    command = deploy.get("release_command") if isinstance(deploy, dict) else None
+    return command.strip() if isinstance(command, str) and command.strip() else None

@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aibridge.errors import UsageError
+from aibridge.ops.candidates import choose_target, hint
 from aibridge.ops.events import OpsEvents
 from aibridge.ops.flyctl import Flyctl, FlyctlResult
 from aibridge.ops.flyjson import (
-    COMPLETE,
     AppStatus,
     Release,
     parse_emitted_release,
@@ -26,7 +26,8 @@ from aibridge.ops.flyjson import (
     parse_status,
 )
 from aibridge.ops.health import Verification, VerifyOptions, verify_release
-from aibridge.ops.preflight import resolve_app
+from aibridge.ops.preflight import release_command, resolve_app
+from aibridge.ops.record import ReleaseRecord, default_record_path
 
 __all__ = (
     "NOT_REVERTED",
@@ -48,73 +49,24 @@ ROLLBACK_EXIT_DONE = 0
 ROLLBACK_EXIT_FAILED = 1
 NOT_REVERTED = "fly.toml, [env] and secrets are NOT reverted: the current ones are used with the old image"
 EMIT_RELEASE_ENV = {"FLY_EMIT_RELEASE_JSON": "1"}
-# How registries say an image is gone (go-containerregistry: "MANIFEST_UNKNOWN: manifest unknown").
-_PRUNED = re.compile(r"manifest[ _]unknown|not found|no such image|name unknown", re.IGNORECASE)
+# How flyctl says an image is gone. Its resolver ends with `could not find image %q`
+# (internal/build/imgsrc/resolver.go ResolveReference); the API's resolveImageForApp error reads
+# `Could not find image "REF"` (passed through by remote_image_resolver.go Run); and release
+# creation wraps the API body as `failed to create release (status %d): %s`
+# (internal/uiex/releases.go CreateRelease).
+_PRUNED = re.compile(r"could not find image|failed to create release \(status 404\)", re.IGNORECASE)
 
 
-def deploy_image_args(app: str, config: Path, image: str, strategy: str) -> list[str]:
+def is_pruned_image_error(stderr: str) -> bool:
+    return bool(_PRUNED.search(stderr))
+
+
+def deploy_image_args(
+    app: str, config: Path, image: str, strategy: str, *, skip_release_command: bool = False
+) -> list[str]:
     """flyctl arguments that put ``image`` live with the current fly.toml."""
-    return ["deploy", "--config", str(config), "--app", app, "--image", image, "--strategy", strategy]
-
-
-def candidates(releases: list[Release], running_image: str | None) -> list[Release]:
-    """Completed releases with an image other than the running one, newest first, one per image."""
-    seen: set[str] = set()
-    found = []
-    for release in sorted(releases, key=lambda r: r.version, reverse=True):
-        image = release.image_ref
-        if release.status == COMPLETE and image and image != running_image and image not in seen:
-            seen.add(image)
-            found.append(release)
-    return found
-
-
-def _next_after(pool: list[Release], target_image: str) -> Release | None:
-    return next((r for r in pool if r.image_ref != target_image), None)
-
-
-def _hint(candidate: Release | None) -> str:
-    if candidate is None:
-        return "there is no other completed release with a different image"
-    command = f"aibridge rollback --to {candidate.version}"
-    return f"the next candidate is {candidate.label} ({candidate.image_ref}): `{command}`"
-
-
-def choose_target(
-    releases: list[Release], running_image: str | None, to: str | None = None
-) -> tuple[str, Release | None, Release | None]:
-    """(image, its release if known, the next candidate after it) for a rollback."""
-    pool = candidates(releases, running_image)
-    if to is None:
-        if not pool:
-            raise UsageError(
-                "nothing to roll back to: no completed release with an image other than the running one"
-            )
-        return pool[0].image_ref, pool[0], _next_after(pool, pool[0].image_ref)
-    wanted = to.strip()
-    if re.fullmatch(r"v?\d+", wanted):
-        version = int(wanted.lstrip("v"))
-        release = next((r for r in releases if r.version == version), None)
-        if release is None:
-            shown = ", ".join(r.label for r in releases[:10]) or "none"
-            raise UsageError(f"--to {to}: no release v{version} among the last releases ({shown})")
-        older = [r for r in pool if r.version < version]
-        if release.status != COMPLETE:
-            raise UsageError(
-                f"release v{version} never completed (status {release.status or 'unknown'}); "
-                + _hint(older[0] if older else None)
-            )
-        if not release.image_ref or release.image_ref == running_image:
-            raise UsageError(f"release v{version} runs the image that is live now; " + _hint(_first(older)))
-        return release.image_ref, release, _next_after(older, release.image_ref)
-    if wanted == running_image:
-        raise UsageError(f"--to {to}: that image is the one running now")
-    known = next((r for r in releases if r.image_ref == wanted), None)
-    return wanted, known, _next_after(pool, wanted)
-
-
-def _first(pool: list[Release]) -> Release | None:
-    return pool[0] if pool else None
+    args = ["deploy", "--config", str(config), "--app", app, "--image", image, "--strategy", strategy]
+    return [*args, "--skip-release-command"] if skip_release_command else args
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +81,34 @@ class RollbackPlan:
     target: Release | None
     next_candidate: Release | None
     strategy: str
+    release_command: str | None = None
+    """fly.toml's ``[deploy] release_command``: flyctl runs it again with the old image."""
+    skip_release_command: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def args(self) -> list[str]:
-        return deploy_image_args(self.app, self.config, self.target_image, self.strategy)
+        return deploy_image_args(
+            self.app,
+            self.config,
+            self.target_image,
+            self.strategy,
+            skip_release_command=self.skip_release_command,
+        )
+
+    @property
+    def notes(self) -> list[str]:
+        notes = [*self.warnings, NOT_REVERTED]
+        if self.release_command and self.skip_release_command:
+            notes.append(
+                f"[deploy] release_command {self.release_command!r} is skipped (--skip-release-command)"
+            )
+        elif self.release_command:
+            notes.append(
+                f"[deploy] release_command {self.release_command!r} runs again, with the old image "
+                "(pass --skip-release-command to skip it)"
+            )
+        return notes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,7 +117,11 @@ class RollbackPlan:
             "to": {"version": self.target.version if self.target else None, "image": self.target_image},
             "next_candidate": self.next_candidate.to_json() if self.next_candidate else None,
             "strategy": self.strategy,
+            "release_command": self.release_command,
+            "skip_release_command": self.skip_release_command,
+            "warnings": list(self.warnings),
             "not_reverted": NOT_REVERTED,
+            "notes": self.notes,
         }
 
 
@@ -152,13 +132,42 @@ def read_live(flyctl: Flyctl, app: str) -> tuple[list[Release], AppStatus]:
     return releases, status
 
 
-def plan_rollback(flyctl: Flyctl, app: str, config: Path, to: str | None, strategy: str) -> RollbackPlan:
+def plan_rollback(
+    flyctl: Flyctl,
+    app: str,
+    config: Path,
+    to: str | None,
+    strategy: str,
+    record: ReleaseRecord,
+    *,
+    skip_release_command: bool = False,
+) -> RollbackPlan:
     releases, status = read_live(flyctl, app)
     running = status.running_image
     if running is None and status.version is not None:
         running = next((r.image_ref for r in releases if r.version == status.version), None)
-    image, target, next_candidate = choose_target(releases, running, to)
-    return RollbackPlan(app, config, running, status.version, image, target, next_candidate, strategy)
+    bad = record.bad_images(app)
+    image, target, next_one = choose_target(releases, running, to, bad)
+    warnings: tuple[str, ...] = ()
+    if image in bad:
+        judged = bad[image]
+        warnings = (
+            f"WARNING: {image} was judged bad by aibridge on {judged.at} ({judged.why}); "
+            "deploying it because --to names it",
+        )
+    return RollbackPlan(
+        app,
+        config,
+        running,
+        status.version,
+        image,
+        target,
+        next_one,
+        strategy,
+        release_command=release_command(config),
+        skip_release_command=skip_release_command,
+        warnings=warnings,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,20 +199,36 @@ class RollbackOutcome:
 
 
 def run_rollback(
+    plan: RollbackPlan,
+    flyctl: Flyctl,
+    verify: VerifyOptions,
+    events: OpsEvents,
+    record: ReleaseRecord | None = None,
+) -> RollbackOutcome:
+    """Deploy the plan's image, verify health and record the verdict; a failure names the next candidate."""
+    outcome = _run_rollback(plan, flyctl, verify, events)
+    if record is not None and outcome.verification is not None:
+        released = parse_emitted_release(outcome.deploy.stdout)
+        version = released.version if released else (plan.target.version if plan.target else None)
+        verdict: Literal["good", "bad"] = "good" if outcome.verification.ok else "bad"
+        record.add(plan.app, plan.target_image, version, verdict, f"rollback: {outcome.verification.summary}")
+    return outcome
+
+
+def _run_rollback(
     plan: RollbackPlan, flyctl: Flyctl, verify: VerifyOptions, events: OpsEvents
 ) -> RollbackOutcome:
-    """Deploy the plan's image, then verify health. A failed deploy names the next candidate."""
     events.step("rollback", f"deploying {plan.target_image} ({plan.strategy})")
     events.command([flyctl.path, *plan.args], EMIT_RELEASE_ENV)
     result = flyctl.run(plan.args, extra_env=EMIT_RELEASE_ENV, on_output=events.output)
     if result.interrupted:
         raise KeyboardInterrupt
     if not result.ok:
-        if _PRUNED.search(result.stderr):
+        if is_pruned_image_error(result.stderr):
             cause = f"image {plan.target_image} is no longer in the registry (pruned?)"
         else:
             cause = result.describe()
-        return RollbackOutcome(plan, result, None, f"rollback failed: {cause}; {_hint(plan.next_candidate)}")
+        return RollbackOutcome(plan, result, None, f"rollback failed: {cause}; {hint(plan.next_candidate)}")
     if not verify.enabled:
         return RollbackOutcome(plan, result, None, f"rolled back to {plan.target_image} (not verified)")
     verification = verify_release(verify.url_for(plan.app), verify, events)
@@ -223,6 +248,9 @@ class RollbackOptions:
     strategy: str = "immediate"
     dry_run: bool = False
     verify: VerifyOptions = field(default_factory=VerifyOptions)
+    skip_release_command: bool = False
+    record: Path | None = None
+    """The judged-release record; default ``.aibridge/releases.json`` beside the config."""
 
 
 def rollback(
@@ -239,13 +267,22 @@ def rollback(
         raise UsageError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {options.strategy!r}")
     env = dict(os.environ if environ is None else environ)
     app = resolve_app(options.config, options.app, env)
+    record = ReleaseRecord(options.record or default_record_path(options.config))
     flyctl = Flyctl.locate(env)
     flyctl.check_auth()
     events.step("plan", f"reading the releases of {app}")
-    plan = plan_rollback(flyctl, app, options.config, options.to, options.strategy)
+    plan = plan_rollback(
+        flyctl,
+        app,
+        options.config,
+        options.to,
+        options.strategy,
+        record,
+        skip_release_command=options.skip_release_command,
+    )
     if options.dry_run:
         events.command([flyctl.path, *plan.args], EMIT_RELEASE_ENV)
         return plan, None
     if not confirm(plan):
         return plan, None
-    return plan, run_rollback(plan, flyctl, options.verify, events)
+    return plan, run_rollback(plan, flyctl, options.verify, events, record)

@@ -244,5 +244,5 @@ def server_stack(
     asgi: Any = gate.middleware(with_websocket_fast_path(app), scopes=frozenset({"websocket"}))
     asgi = AccessLogMiddleware(asgi)
     if metrics is not None:
-        asgi = MetricsMiddleware(asgi, metrics)
+        asgi = MetricsMiddleware(asgi, metrics, routes=app.routes)
     return app, asgi

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +210,18 @@ class BridgeMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def precreate(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Create every (method, route) x status class child at 0 before the first request.
+
+        Prometheus ``increase()`` needs a sample before the first increment: a child born at 10
+        (prometheus-client creates it on first use) counts as 0, so early 5xx went unseen.
+        """
+        for method, route in routes:
+            label_method = method if method in _METHODS else "OTHER"
+            for status_class in _STATUS_CLASSES[1:]:
+                self.requests.labels(label_method, route, status_class)
+            self.duration.labels(label_method, route)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -245,9 +257,10 @@ class MetricsMiddleware:
     429s and 503s are counted too. Litestar writes the matched template to ``scope["path_template"]``.
     """
 
-    def __init__(self, app: ASGIApp, metrics: BridgeMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: BridgeMetrics, routes: Iterable[Any] = ()) -> None:
         self.app = app
         self.observe = metrics.observe_request
+        metrics.precreate(_known_routes(routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -258,6 +271,17 @@ class MetricsMiddleware:
             self.observe(scope["method"], scope.get("path_template"), status, seconds)
 
         await call_observed(self.app, scope, receive, send, done)
+
+
+def _known_routes(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(method, route template) of every HTTP route (Litestar ``app.routes``), plus 404s as GET."""
+    yield "GET", UNMATCHED_ROUTE
+    for route in routes:
+        template = getattr(route, "path_format", None)  # what Litestar puts in scope["path_template"]
+        methods = getattr(route, "methods", None)
+        if isinstance(template, str) and methods and not getattr(route, "is_websocket", False):
+            for method in sorted(m for m in methods if m not in ("OPTIONS", "HEAD")):
+                yield method, template
 
 
 if TYPE_CHECKING:

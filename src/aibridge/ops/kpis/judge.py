@@ -28,9 +28,11 @@ from aibridge.ops.kpis.units import format_bytes, format_seconds
 from aibridge.ops.kpis.verdicts import (
     cannot_tell,
     combine,
+    samples_needed,
     server_latency,
     server_latency_measurement,
     under,
+    unless_too_few,
     verdict_above,
     verdict_below,
 )
@@ -48,11 +50,30 @@ class Observation:
     probes: list[Probe] = field(default_factory=list)
     scrapes: list[Scrape] = field(default_factory=list)
     failed_scrapes: int = 0
+    late_probes: int = 0
+    """Probes sent more than an interval after their slot because this side fell behind."""
 
     @property
     def span_s(self) -> float:
         times = [p.at for p in self.probes] + [s.at for s in self.scrapes]
         return max(times) - min(times) if len(times) > 1 else 0.0
+
+
+def _interval_up(probe: Probe, probes: Sequence[Probe], allowed_s: float) -> bool:
+    """Was the app answering during the interval this probe opened?
+
+    Its own 2xx within the timeout is not enough: a hung app (SIGSTOP, a stalled event loop)
+    answers every waiting probe at once when it resumes, each "within the timeout". The interval
+    counts as up only if its probe came back within ``allowed_s`` (the interval, or twice the
+    window's median latency for an app that is slow all the time), or some other 2xx arrived
+    during it.
+    """
+    if not probe.ok or probe.latency_s is None:
+        return False
+    if probe.latency_s <= allowed_s:
+        return True
+    end = probe.at + allowed_s
+    return any(p.ok and p.latency_s is not None and probe.at <= p.at + p.latency_s < end for p in probes)
 
 
 def _counter_name(scrapes: Sequence[Scrape], name: str) -> str:
@@ -81,18 +102,24 @@ class _Judge:
             age = self.age()
             measured = state + (f", process up {format_seconds(age)}" if age is not None else "")
             return cannot_tell("uptime", t, measured, "needs a window: one probe only says up or down now")
-        up = sum(1 for p in probes if p.ok)
+        answered = [p.latency_s for p in probes if p.ok and p.latency_s is not None]
+        allowed = max(self.o.interval_s, 2 * nearest_rank(answered, 0.5)) if answered else self.o.interval_s
+        up = sum(1 for p in probes if _interval_up(p, probes, allowed))
         pct = 100.0 * up / len(probes)
         how = (
             f"GET {self.o.health_path} every {format_seconds(self.o.interval_s)} on a new connection; "
-            f"down = no 2xx in {format_seconds(self.o.timeout_s)}"
+            f"an interval is down when its probe got no 2xx in {format_seconds(self.o.timeout_s)} "
+            "or nothing answered during it"
         )
         if self.restarts:
             how += f"; process restarted {self.restarts}× in the window"
         if self.obs.failed_scrapes:
             how += f"; {self.obs.failed_scrapes} scrape(s) of /metrics failed too"
-        measured = f"{pct:.2f} % ({up}/{len(probes)} probes)"
-        return KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
+        if self.obs.late_probes:
+            how += f"; {self.obs.late_probes} probe(s) sent late (this host fell behind)"
+        measured = f"{pct:.2f} % ({up}/{len(probes)} intervals)"
+        result = KpiResult("uptime", t.describe("uptime"), verdict_above(pct, t), measured, how, pct)
+        return unless_too_few(result, len(probes), (100 - t.limit) / 100, "probes")
 
     def server_buckets(self, *, all_routes: bool = False) -> Buckets | None:
         """The duration histogram of the health route (or every route) over the window or lifetime."""
@@ -118,8 +145,14 @@ class _Judge:
         views, verdicts, value = [], [], None
         if self.window and len(client) >= 2:
             value = nearest_rank(client, t.quantile)
-            verdicts.append(under(value, t))
-            views.append(f"client: p{t.quantile * 100:g} {format_seconds(value)} ({len(client)} probes)")
+            client_verdict = under(value, t)
+            needed = samples_needed(1 - t.quantile)
+            few = client_verdict is Verdict.PASS and len(client) < needed
+            verdicts.append(client_verdict)
+            note = f", too few samples: trust from {needed}" if few else ""
+            views.append(
+                f"client: p{t.quantile * 100:g} {format_seconds(value)} ({len(client)} probes{note})"
+            )
         elif client:
             views.append(f"client: {format_seconds(client[0])} (one probe)")
         buckets = self.server_buckets()
@@ -194,7 +227,8 @@ class _Judge:
         if self.window:
             how += f"; counter resets handled ({self.restarts} restart{'s' * (self.restarts != 1)})"
         measured = f"{pct:.2f} % ({errors:.0f}/{total:.0f})"
-        return KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        result = KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        return unless_too_few(result, round(total), t.limit / 100, "requests")
 
     def startup(self) -> KpiResult:
         t = self.o.thresholds["startup"]

@@ -17,12 +17,14 @@ from aibridge.ops.kpis.charts import prometheus_charts
 from aibridge.ops.kpis.config import ROUTE_LABELS, STATUS_LABELS, KpiOptions
 from aibridge.ops.kpis.limits import fallback_limit
 from aibridge.ops.kpis.model import KpiReport, KpiResult, Measurement
+from aibridge.ops.kpis.promraw import raw_increase
 from aibridge.ops.kpis.series import Buckets, is_error_status
 from aibridge.ops.kpis.units import format_bytes, format_seconds
 from aibridge.ops.kpis.verdicts import (
     cannot_tell,
     server_latency,
     server_latency_measurement,
+    unless_too_few,
     verdict_above,
     verdict_below,
 )
@@ -30,6 +32,9 @@ from aibridge.ops.kpis.verdicts import (
 __all__ = ("PrometheusClient", "prometheus_report", "promql_duration")
 
 Vector = list[tuple[dict[str, str], float]]
+FLY_MEM_TOTAL = "fly_instance_memory_mem_total"
+FLY_MEM_AVAILABLE = "fly_instance_memory_mem_available"
+"""Fly's per-Machine memory in bytes (from /proc/meminfo of the VM), scraped by Fly for every app."""
 
 
 def promql_duration(seconds: float) -> str:
@@ -78,6 +83,15 @@ class PrometheusClient:
         if data.get("resultType") == "scalar":
             return [({}, float(data["result"][1]))]
         return [(item["metric"], float(item["value"][1])) for item in data["result"]]
+
+    def matrix(self, query: str, at: float) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """The raw samples of a range-vector selector (``metric[R]``), per series."""
+        data = self._get("query", {"query": query, "time": f"{at:.3f}"})
+        if data.get("resultType") != "matrix":
+            return []
+        return [
+            (item["metric"], [(float(t), float(v)) for t, v in item["values"]]) for item in data["result"]
+        ]
 
     def scalar(self, query: str, at: float) -> float | None:
         values = [v for _, v in self.vector(query, at) if math.isfinite(v)]
@@ -173,6 +187,20 @@ class _PromJudge:
         peaks = self.q(
             f"max by (instance) (max_over_time(process_resident_memory_bytes{{{self.sel}}}[{self.r}]))"
         )
+        used_how = f"max_over_time(process_resident_memory_bytes[{self.r}])"
+        fly_total = {
+            lb.get("instance", ""): v
+            for lb, v in self.q(
+                f"max by (instance) (last_over_time({FLY_MEM_TOTAL}{{{self.sel}}}[{self.r}]))"
+            )
+        }
+        if not peaks and fly_total:
+            # No process metrics: the Machine's own used memory, as Fly measures it.
+            peaks = self.q(
+                f"max by (instance) (max_over_time(({FLY_MEM_TOTAL}{{{self.sel}}} - "
+                f"{FLY_MEM_AVAILABLE}{{{self.sel}}})[{self.r}:]))"
+            )
+            used_how = f"max_over_time(({FLY_MEM_TOTAL} - {FLY_MEM_AVAILABLE})[{self.r}:])"
         if not peaks:
             return cannot_tell(
                 "memory", t, "no data", f"no process_resident_memory_bytes{{{self.sel}}} in range"
@@ -184,17 +212,21 @@ class _PromJudge:
         }
         worst: tuple[float, float, float, str] | None = None
         for labels, peak in peaks:
-            limit, source = limits.get(labels.get("instance", ""), 0.0), f"app's {metric}"
+            instance = labels.get("instance", "")
+            limit, source = limits.get(instance, 0.0), f"app's {metric}"
+            if not limit and fly_total.get(instance):
+                # Fly's own per-Machine metric (fly.md §5 built-ins: fly_instance_memory_*).
+                limit, source = fly_total[instance], f"Fly's {FLY_MEM_TOTAL} (the Machine's memory)"
             if not limit and self.fallback_limit is not None:
                 limit, source = float(self.fallback_limit[0]), self.fallback_limit[1]
             if limit and (worst is None or peak / limit > worst[0] / worst[1]):
                 worst = (peak, limit, 100.0 * peak / limit, source)
         if worst is None:
-            how = f"no {metric} in Prometheus; pass --config fly.toml or --memory-limit"
+            how = f"no {metric} or {FLY_MEM_TOTAL} in Prometheus; pass --config fly.toml or --memory-limit"
             return cannot_tell("memory", t, f"peak {format_bytes(max(v for _, v in peaks))} of ?", how)
         peak, limit, pct, source = worst
         measured = f"{pct:.1f} % (peak {format_bytes(peak)} of {format_bytes(limit)})"
-        how = f"max_over_time(process_resident_memory_bytes[{self.r}]) / {source}, worst instance"
+        how = f"{used_how} / {source}, worst instance"
         return KpiResult("memory", t.describe("memory"), verdict_below(pct, t), measured, how, pct)
 
     def error_rate(self) -> KpiResult:
@@ -206,17 +238,20 @@ class _PromJudge:
             return cannot_tell(
                 "error_rate", t, "no data", f"no {self.counter}{{{self.sel}}} with a status label"
             )
-        by_status = self.q(f"sum by ({status}) (increase({self.counter}{{{self.sel}}}[{self.r}]))")
-        total = sum(v for _, v in by_status)
-        errors = sum(v for lb, v in by_status if is_error_status(lb.get(status, "")))
+        raw = raw_increase(self.prom, self.counter, self.sel, self.r, self.now)
+        total = sum(raw.by_series.values())
+        errors = sum(v for key, v in raw.by_series.items() if is_error_status(dict(key).get(status, "")))
         how = (
-            f"sum(increase({self.counter}{{{status}=~5xx|5..}}[{self.r}])) / all (resets handled by increase)"
+            f"raw samples of {self.counter}{{{status}=~5xx|5..}}[{self.r}] / all, summed by aibridge "
+            f"(not increase()): {raw.births} series born in range counted from 0, "
+            f"{raw.restarts} restart(s) seen via process_start_time_seconds"
         )
         if total <= 0:
             return cannot_tell("error_rate", t, "no requests in range", how)
         pct = 100.0 * errors / total
         measured = f"{pct:.2f} % (≈{errors:.0f}/{total:.0f})"
-        return KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        result = KpiResult("error_rate", t.describe("error_rate"), verdict_below(pct, t), measured, how, pct)
+        return unless_too_few(result, round(total), t.limit / 100, "requests")
 
     def startup(self) -> KpiResult:
         t = self.o.thresholds["startup"]

@@ -58,6 +58,11 @@ def probe_health(client: httpx.Client, url: str, timeout_s: float) -> Probe:
     except httpx.HTTPError as error:
         return Probe(started_wall, False, None, None, f"{type(error).__name__}: {error}".rstrip(": "))
     latency = time.perf_counter() - started
+    if latency > timeout_s:
+        # httpx's timeout is per phase (connect, then each read): a hung app that accepted the
+        # connection can answer later than the probe's rule allows. Late is down.
+        late = f"HTTP {response.status_code} after {latency:.2f}s, over the {timeout_s:g}s timeout"
+        return Probe(started_wall, False, latency, response.status_code, late)
     ok = 200 <= response.status_code < 300
     return Probe(
         started_wall, ok, latency, response.status_code, None if ok else f"HTTP {response.status_code}"

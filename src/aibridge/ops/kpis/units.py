@@ -112,10 +112,17 @@ def parse_kpi_option(option: str) -> tuple[KpiName, Threshold]:
             if match is None or not 0 < float(match.group(1)) <= 100:
                 raise UsageError(f"{what}: expected a quantile like @p95 or @p99, got {quantile_text!r}")
             quantile = float(match.group(1)) / 100
-        return name, Threshold(parse_duration(limit_text, what), quantile)
+        return name, Threshold(parse_duration(_with_unit(limit_text, what), what), quantile)
     if name == "startup":
-        return name, Threshold(parse_duration(value, what))
+        return name, Threshold(parse_duration(_with_unit(value, what), what))
     return name, Threshold(_percent(value, what))
+
+
+def _with_unit(text: str, what: str) -> str:
+    """A latency needs its unit: is "300" 300 ms or 300 s? (loadtest refuses it the same way.)"""
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
+        raise UsageError(f"{what}: give the unit, e.g. {text.strip()}ms or {text.strip()}s")
+    return text
 
 
 def format_seconds(seconds: float) -> str:

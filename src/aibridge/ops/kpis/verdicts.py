@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aibridge.ops.kpis.model import KpiResult, Measurement, Verdict
 from aibridge.ops.kpis.series import Buckets
 from aibridge.ops.kpis.units import KpiName, Threshold, format_seconds
@@ -9,9 +11,11 @@ from aibridge.ops.kpis.units import KpiName, Threshold, format_seconds
 __all__ = (
     "cannot_tell",
     "combine",
+    "samples_needed",
     "server_latency",
     "server_latency_measurement",
     "under",
+    "unless_too_few",
     "verdict_above",
     "verdict_below",
 )
@@ -28,6 +32,26 @@ def verdict_below(value: float, threshold: Threshold) -> Verdict:
 def under(value: float, threshold: Threshold) -> Verdict:
     """Latency: "p95 ≤ 500 ms" holds at the bound, as a histogram bucket ``le`` does."""
     return Verdict.PASS if value <= threshold.limit else Verdict.FAIL
+
+
+def samples_needed(share_allowed: float) -> int:
+    """Samples before a pass of "fewer than ``share_allowed`` bad" means anything (loadtest's rule).
+
+    With fewer than 1/share samples, not one bad sample is expected even when the KPI is missed:
+    4 probes cannot show "up > 99.9 %".
+    """
+    return math.ceil(1 / share_allowed - 1e-9) if share_allowed > 0 else 1
+
+
+def unless_too_few(result: KpiResult, samples: int, share_allowed: float, unit: str) -> KpiResult:
+    """A pass on too few samples carries loadtest's "too few samples" note (a failure seen is real)."""
+    needed = samples_needed(share_allowed)
+    if result.verdict is not Verdict.PASS or samples >= needed:
+        return result
+    note = f"too few samples: {samples} {unit}; trust a pass from {needed:,}"
+    return KpiResult(
+        result.name, result.target, result.verdict, f"{result.measured}, {note}", result.how, result.value
+    )
 
 
 def cannot_tell(name: KpiName, threshold: Threshold, measured: str, how: str) -> KpiResult:

@@ -24,6 +24,10 @@ class Baseline:
     source: str
     requests_per_sec: float
     latency_ms: dict[str, float]
+    success_rate: float | None = None
+    """0..1; None in reports saved before it was compared."""
+    model: dict[str, Any] | None = None
+    """model, concurrency, rate, keepalive of the saved run."""
 
 
 def read_baseline(path: Path) -> Baseline:
@@ -44,19 +48,58 @@ def read_baseline(path: Path) -> Baseline:
     if not isinstance(latency, dict) or not isinstance(rps, int | float):
         raise FileReadError(f"{path}: the report has no metrics.requests_per_sec / metrics.latency_ms")
     values = {key: float(latency[key]) for key in _LATENCY_KEYS if isinstance(latency.get(key), int | float)}
-    return Baseline(str(path), float(rps), values)
+    success = metrics.get("success_rate") if isinstance(metrics, dict) else None
+    raw_options = data.get("options")
+    options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
+    model = {
+        "model": data.get("model"),
+        "concurrency": options.get("concurrency"),
+        "rate": options.get("rate"),
+        "keepalive": options.get("keepalive", True),
+    }
+    rate = float(success) if isinstance(success, int | float) else None
+    return Baseline(str(path), float(rps), values, rate, model)
 
 
 def compare_with_baseline(
     report: LoadTestReport, baseline: Baseline, tolerance_pct: float
 ) -> BaselineComparison:
-    """Req/s lower, or p50/p95/p99 higher, by more than ``tolerance_pct`` is a regression."""
+    """Req/s or success rate lower, or p50/p95/p99 higher, by more than ``tolerance_pct`` is a regression.
+
+    Failed requests are counted in req/s (a reset is fast), so the success and error rates are
+    compared too: a run whose every request was reset is not "faster" than a healthy baseline.
+    """
     rows = [_row("requests_per_sec", baseline.requests_per_sec, report.requests_per_sec, tolerance_pct, True)]
+    if baseline.success_rate is not None and report.requests:
+        before, now = baseline.success_rate * 100, report.success_rate * 100
+        rows.append(_row("success_rate", before, now, tolerance_pct, True))
+        # The error rate in points: 0 % → 2 % is a regression at any tolerance of the success rate.
+        errors_before, errors_now = 100 - before, 100 - now
+        rise = errors_now - errors_before
+        allowed = max(errors_before * tolerance_pct / 100, 0.1)
+        rows.append(BaselineRow("error_rate", errors_before, errors_now, rise, rise > allowed))
     for key in _LATENCY_KEYS:
         current = report.latency.percentiles.get(key)
         if key in baseline.latency_ms and current is not None:
             rows.append(_row(f"{key}_ms", baseline.latency_ms[key], current, tolerance_pct, False))
-    return BaselineComparison(baseline.source, tolerance_pct, tuple(rows))
+    return BaselineComparison(baseline.source, tolerance_pct, tuple(rows), _model_warnings(report, baseline))
+
+
+def _model_warnings(report: LoadTestReport, baseline: Baseline) -> tuple[str, ...]:
+    saved = baseline.model or {}
+    opts = report.options
+    now = {
+        "model": report.model,
+        "concurrency": opts.effective_concurrency,
+        "rate": opts.rate,
+        "keepalive": opts.keepalive,
+    }
+    names = {"model": "model (open/closed)", "concurrency": "-c", "rate": "-q", "keepalive": "keep-alive"}
+    return tuple(
+        f"the baseline used {names[key]} {saved[key]!r}, this run {value!r}: not like for like"
+        for key, value in now.items()
+        if saved.get(key) is not None and saved[key] != value
+    )
 
 
 def _row(metric: str, before: float, now: float, tolerance_pct: float, higher_is_better: bool) -> BaselineRow:
@@ -67,6 +110,12 @@ def _row(metric: str, before: float, now: float, tolerance_pct: float, higher_is
     else:
         change = (now - before) / before * 100
     return BaselineRow(metric, before, now, change, change > tolerance_pct)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def save_report(report: LoadTestReport, path: Path) -> None:
@@ -80,6 +129,8 @@ def save_report(report: LoadTestReport, path: Path) -> None:
         ) as handle:
             json.dump(report.to_json(), handle, indent=2)
             handle.write("\n")
+        # NamedTemporaryFile creates 0600; a report is not a secret: honour the umask as open() would.
+        os.chmod(handle.name, 0o666 & ~_umask())
         os.replace(handle.name, path)
     except OSError as error:
         raise UsageError(f"--save {path}: cannot write it ({error.strerror or error})") from error

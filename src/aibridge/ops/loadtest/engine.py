@@ -54,6 +54,10 @@ class WorkerPlan:
     slot: int
     slots: int
     warmup: int
+    keepalive: bool = True
+    """False: one connection per request (hey -disable-keepalive, ab without -k)."""
+    compression: bool = True
+    """False: no Accept-Encoding header (hey -disable-compression)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class WorkerResult:
     abandoned: int
     """Requests still in flight when the duration ran out; cut off and not counted."""
     warmup_failed: int
+    interrupted: bool = False
+    """Ctrl-C ended the measured phase early: the tallies are a partial run."""
 
 
 def classify(error: BaseException) -> ErrorKind:
@@ -94,9 +100,12 @@ def describe(error: BaseException) -> str:
 
 def open_session(plan: WorkerPlan, connections: int, enforce_timeout: bool = True) -> aiohttp.ClientSession:
     """A session for ``plan``; without ``enforce_timeout`` the caller times requests out itself."""
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=connections, force_close=not plan.keepalive
+    )
     session = aiohttp.ClientSession(
         connector=connector,
+        skip_auto_headers=() if plan.compression else ("Accept-Encoding",),
         timeout=aiohttp.ClientTimeout(total=plan.timeout_s if enforce_timeout else None),
         headers={"User-Agent": f"aibridge-loadtest/{__version__}", **plan.headers},
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -128,6 +137,7 @@ class Engine:
         self.next_slot = 0
         self._sending: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
+        self.interrupted = False
 
     async def send(self, intended: float | None) -> None:
         plan = self.plan
@@ -237,12 +247,21 @@ class Engine:
         """Run ``concurrency`` loops until they end or the deadline passes; return requests cut off."""
         tasks = [asyncio.create_task(loop()) for _ in range(self.plan.concurrency)]
         pending: set[asyncio.Task[None]] = set(tasks)
-        while pending:
-            # The event loop's timers may fire a little early: keep waiting until the deadline is real.
-            timeout = None if self.deadline == float("inf") else self.deadline - perf_counter()
-            if timeout is not None and timeout <= 0:
-                break
-            _, pending = await asyncio.wait(pending, timeout=timeout)
+        try:
+            while pending:
+                # The event loop's timers may fire a little early: keep waiting until the deadline is real.
+                timeout = None if self.deadline == float("inf") else self.deadline - perf_counter()
+                if timeout is not None and timeout <= 0:
+                    break
+                _, pending = await asyncio.wait(pending, timeout=timeout)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.Runner cancels the main task): stop every loop before the session
+            # closes under them, and hand back what was measured, as hey prints its partial report.
+            current = asyncio.current_task()
+            if current is None or not self.recording:
+                raise
+            current.uncancel()
+            self.interrupted = True
         abandoned = self.in_flight if pending else 0
         for task in pending:
             task.cancel()

@@ -63,6 +63,10 @@ class LoadTestOptions:
     """How much worse than the baseline (req/s, p50/p95/p99) still passes."""
     save: Path | None = None
     """Where to write this run's JSON report."""
+    keepalive: bool = True
+    """False: a new connection for every request (hey ``-disable-keepalive``; ab without ``-k``)."""
+    compression: bool = True
+    """False: send no ``Accept-Encoding`` (hey ``-disable-compression``)."""
 
     @property
     def model(self) -> LoadModel:

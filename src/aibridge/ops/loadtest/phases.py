@@ -44,6 +44,7 @@ async def execute(
         cpu_s=cpu_s,
         abandoned=abandoned,
         warmup_failed=engine.warmup_failed,
+        interrupted=engine.interrupted,
     )
 
 
@@ -68,6 +69,8 @@ async def _measure(
     try:
         abandoned = await engine.run_phase(engine.open_loop if plan.rate else engine.closed_loop)
         ended = min(perf_counter(), engine.deadline)
+        if engine.interrupted:
+            abandoned = 0  # requests cut off by Ctrl-C are not "in flight at the end of -z"
         cpu_s = process_time() - cpu_before
     finally:
         if ticker is not None:

@@ -47,7 +47,13 @@ def render_text(report: LoadTestReport, console: Console) -> None:
         _verdict(report.verdict, console)
     if report.baseline is not None:
         _baseline(report, console)
-    if report.verdict is not None or report.baseline is not None:
+    if not report.answered:
+        print_()
+        print_("[bold red]FAIL[/]: the target never answered (no HTTP response at all)")
+    elif report.requests and not report.successes:
+        print_()
+        print_("[bold red]FAIL[/]: no request succeeded")
+    elif report.verdict is not None or report.baseline is not None:
         print_()
         print_("[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]")
 
@@ -145,6 +151,8 @@ def _baseline(report: LoadTestReport, console: Console) -> None:
         )
     console.print()
     console.print(table)
+    for warning in comparison.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _bytes(size: int) -> str:

@@ -107,6 +107,8 @@ class BaselineComparison:
     source: str
     tolerance_pct: float
     rows: tuple[BaselineRow, ...]
+    warnings: tuple[str, ...] = ()
+    """How the two runs' load models differ (their figures are then not like for like)."""
 
     @property
     def passed(self) -> bool:
@@ -137,6 +139,7 @@ class LoadTestReport:
     warnings: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     baseline: BaselineComparison | None = None
+    interrupted: bool = False
 
     @property
     def model(self) -> LoadModel:
@@ -155,8 +158,15 @@ class LoadTestReport:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
+    def answered(self) -> bool:
+        """False when the target never gave one HTTP answer (every request failed to connect/read)."""
+        return bool(self.status_codes)
+
+    @property
     def passed(self) -> bool:
-        """True unless an objective failed or the run regressed against the baseline."""
+        """True unless nothing succeeded, an objective failed, or the run regressed against the baseline."""
+        if self.requests and self.successes == 0:
+            return False
         return (self.verdict is None or self.verdict.passed) and (
             self.baseline is None or self.baseline.passed
         )
@@ -192,6 +202,8 @@ class LoadTestReport:
                 "warmup": opts.warmup,
                 "workers": opts.workers,
                 "expect_status": list(opts.expect_status),
+                "keepalive": opts.keepalive,
+                "compression": opts.compression,
             },
             "model": self.model,
             "coordinated_omission_corrected": self.model == "open",
@@ -293,6 +305,7 @@ def _baseline_json(comparison: BaselineComparison | None) -> dict[str, Any] | No
         "source": comparison.source,
         "tolerance_pct": comparison.tolerance_pct,
         "passed": comparison.passed,
+        "warnings": list(comparison.warnings),
         "rows": [
             {
                 "metric": row.metric,

@@ -86,6 +86,8 @@ def _plans(options: LoadTestOptions) -> list[WorkerPlan]:
             slot=slot,
             slots=count,
             warmup=_share(warmup, count, slot),
+            keepalive=options.keepalive,
+            compression=options.compression,
         )
         for slot in range(count)
     ]
@@ -167,6 +169,7 @@ def _build(
             for r in results
         ],
     )
+    report.interrupted = any(r.interrupted for r in results)
     report.warnings.extend(_warnings(options, report, results, latency))
     return report
 
@@ -175,6 +178,8 @@ def _warnings(
     options: LoadTestOptions, report: LoadTestReport, results: list[WorkerResult], latency: LatencyRecorder
 ) -> list[str]:
     warnings = []
+    if any(r.interrupted for r in results):
+        warnings.append(f"interrupted (Ctrl-C) after {report.duration_s:.1f}s: this is a partial report")
     busy = [(slot, usage) for slot, usage in enumerate(report.workers) if usage.cpu_ratio >= _CPU_BOTTLENECK]
     if busy:
         worst = max(usage.cpu_ratio for _, usage in busy)
