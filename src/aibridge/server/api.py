@@ -18,7 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from aibridge import __version__
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
-from aibridge.server.protocol import ProtocolError, build_envelope, now_iso
+from aibridge.server.protocol import ProtocolError, build_envelope, decode_json, now_iso
 from aibridge.server.store.base import QueueFullError
 
 __all__ = ("ApiError", "api_routes")
@@ -50,12 +50,12 @@ class _Clock:
         return self._text
 
 
-async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def _json_object(request: Request[Any, Any, Any], max_depth: int) -> dict[str, Any]:
     body = await request.body()
     try:
-        data = msgspec.json.decode(body) if body.strip() else None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        data = decode_json(body, max_depth) if body.strip() else None
+    except ProtocolError as error:
+        raise ApiError(400, f"request body {error.message}", code=error.code) from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object of envelope fields")
     return data
@@ -74,8 +74,11 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             return Response(b'{"status":"draining"}', status_code=503, media_type=_JSON)
         stats = store.stats()
         backplane = hub.backplane
+        # Degraded, still 200: Fly keeps routing here, and reads and live delivery still work.
+        healthy = stats.failure is None and (backplane is None or backplane.healthy)
         body = {
-            "status": "ok" if backplane is None or backplane.healthy else "degraded",
+            "status": "ok" if healthy else "degraded",
+            "store": "ok" if stats.failure is None else f"unavailable: {stats.failure}",
             "timestamp": clock.iso(now),
             "uptime": int(time.monotonic() - hub.started),
             "version": __version__,
@@ -170,7 +173,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
 
     @post("/send", status_code=202, summary="Send an envelope to one agent (delivered or queued)")
     async def send(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = await _json_object(request)
+        body = await _json_object(request, config.max_json_depth)
         if not body.get("to"):
             raise ApiError(400, "Recipient `to` is required")
         envelope, routed = await _accept(body)
@@ -178,7 +181,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
 
     @post("/broadcast", status_code=202, summary="Send an envelope to every registered agent")
     async def broadcast(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = await _json_object(request)
+        body = await _json_object(request, config.max_json_depth)
         if body.get("to") is not None:
             raise ApiError(400, "a broadcast has no `to`; use POST /send to address one agent")
         envelope, routed = await _accept(body)

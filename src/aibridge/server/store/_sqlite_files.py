@@ -26,6 +26,15 @@ class Files(NamedTuple):
     reader: sqlite3.Connection
     lock: IO[str]
     """Held open for the store's lifetime: closing it releases the flock."""
+    was_empty: bool = False
+    """``aibridge.db`` existed as a 0-byte file (SQLite would silently treat it as a new database)."""
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def open_files(data_dir: Path) -> Files:
@@ -49,6 +58,8 @@ def open_files(data_dir: Path) -> Files:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(f"{where}: in use by another aibridge process (aibridge.lock is held)") from None
+        # SQLite takes a 0-byte file for a new database; the store says so (a truncated volume?).
+        was_empty = _size(path) == 0 and not _size(path.with_name(f"{DB_NAME}-wal"))
         writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         mode = writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -66,4 +77,4 @@ def open_files(data_dir: Path) -> Files:
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"{path}: cannot open the SQLite store: {exc}") from None
         raise
-    return Files(writer, reader, lock)
+    return Files(writer, reader, lock, was_empty)
