@@ -55,7 +55,7 @@ async def _json_object(request: Request[Any, Any, Any], max_depth: int) -> dict[
     try:
         data = decode_json(body, max_depth) if body.strip() else None
     except ProtocolError as error:
-        raise ApiError(400, f"request body {error.message}", code=error.code) from None
+        raise ApiError(400, f"request body {error.message}", code=error.code, **error.details) from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object of envelope fields")
     return data
