@@ -179,3 +179,25 @@ async def test_a_full_tmpfs_is_survived_without_a_restart(tmp_path: Path) -> Non
                 lambda: fillers.pop().unlink(),
             )
         await check_after_restart(tmp_path, env, acked)
+
+
+@pytest.mark.skipif(not is_root(), reason="mounting a size-limited tmpfs needs root (mount -t tmpfs)")
+async def test_a_full_disk_at_start_is_one_clear_line_and_loses_nothing(tmp_path: Path) -> None:
+    """SQLite cannot open a WAL database without room for its shared-memory file: say why, exit 2."""
+    with tmpfs(tmp_path / "mnt", "3m") as mount:
+        env = {"AI_BRIDGE_DATA_DIR": str(mount / "data"), "AI_BRIDGE_RATE_MAX": "0"}
+        with run_bridge(tmp_path, env) as bridge, httpx.Client(base_url=bridge.url, timeout=15) as client:
+            ids = [f"e-{i}" for i in range(20)]
+            for envelope_id in ids:
+                assert client.post("/send", json={"id": envelope_id, "to": SINK}).status_code == 202
+        filler = fill(mount)
+        with run_bridge(tmp_path, env, wait=False) as bridge:
+            assert bridge.wait(timeout=30) == 2
+            lines = bridge.log().strip().splitlines()
+        assert "Traceback" not in "\n".join(lines)
+        assert lines[-1].startswith("error: ") and "its file system is full" in lines[-1], lines[-1]
+        filler.unlink()
+        with run_bridge(tmp_path, env) as bridge:
+            async with httpx.AsyncClient(base_url=bridge.url, timeout=15) as client:
+                assert await history_ids(client) == ids
+            assert await drain_queue(bridge.ws_url, SINK, expected=len(ids)) == ids

@@ -7,6 +7,7 @@ setting or file and says what is wrong, so ``aibridge serve`` prints one clear l
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -35,6 +36,16 @@ def _size(path: Path) -> int | None:
         return path.stat().st_size
     except OSError:
         return None
+
+
+def _if_full(data_dir: Path) -> str:
+    """A hint when the file system is full: SQLite then reports only "disk I/O error"."""
+    try:
+        st = os.statvfs(data_dir)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f" (its file system is full: {free} bytes free)" if free < 64 * 1024 else ""
 
 
 def open_files(data_dir: Path) -> Files:
@@ -75,6 +86,6 @@ def open_files(data_dir: Path) -> Files:
             writer.close()
         lock.close()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{path}: cannot open the SQLite store: {exc}") from None
+            raise StoreError(f"{path}: cannot open the SQLite store: {exc}{_if_full(data_dir)}") from None
         raise
     return Files(writer, reader, lock, was_empty)

@@ -84,8 +84,13 @@ class Ledger:
         """
         self._hseq = conn.execute("SELECT coalesce(max(seq), 0) FROM history").fetchone()[0]
         if prune:
-            conn.execute("DELETE FROM history WHERE seq <= ?", (self._hseq - self._config.history_limit,))
-        self._history_size = conn.execute("SELECT count(*) FROM history").fetchone()[0]
+            try:
+                conn.execute("DELETE FROM history WHERE seq <= ?", (self._hseq - self._config.history_limit,))
+            except sqlite3.OperationalError as exc:  # a full disk must not keep the bridge from starting
+                log.warning("cannot trim history at start (%s); the next write trims it", exc)
+        # Beyond the limit only when trimming failed; the next committed write prunes down to it.
+        count = conn.execute("SELECT count(*) FROM history").fetchone()[0]
+        self._history_size = min(count, self._config.history_limit)
         self._qseq = conn.execute("SELECT coalesce(max(seq), 0) FROM queue").fetchone()[0]
         for seq, recipient, entry_id, size, at in conn.execute(
             "SELECT seq, recipient, id, size, at FROM queue ORDER BY seq"

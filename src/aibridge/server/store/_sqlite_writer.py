@@ -116,6 +116,7 @@ class GroupWriter:
         self._backoff = PROBE_FIRST_S
         self._failed_at = 0.0
         self._probes = 0
+        self._closed = False
         self._pending: list[Write] = []
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,7 +205,7 @@ class GroupWriter:
         return error
 
     def _schedule_probe(self) -> None:
-        if self._probe_handle is None and self._loop is not None:
+        if self._probe_handle is None and self._loop is not None and not self._closed:
             self._probe_handle = self._loop.call_later(self._backoff, self._probe)
             self._backoff = min(PROBE_MAX_S, self._backoff * 2)
 
@@ -241,6 +242,7 @@ class GroupWriter:
     def close(self) -> None:
         """Commit what is pending, fold the WAL into the database file, close the connection."""
         self._paused = False
+        self._closed = True  # no more probes: the connection is about to go
         if self._probe_handle is not None:
             self._probe_handle.cancel()
             self._probe_handle = None
