@@ -27,10 +27,14 @@ INJECT_DIR = Path(__file__).resolve().parent / "inject"
 FLAG_ENV = "AIBRIDGE_TEST_FAIL_COMMITS"
 
 
-def failing_commits_env(flag: Path) -> dict[str, str]:
-    """Environment for ``run_bridge``: commits fail while ``flag`` exists."""
+def failing_commits_env(flag: Path, slow_reads: Path | None = None) -> dict[str, str]:
+    """Environment for ``run_bridge``: commits fail while ``flag`` exists, reads stall while
+    ``slow_reads`` does."""
     path = os.pathsep.join(p for p in (str(INJECT_DIR), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, FLAG_ENV: str(flag)}
+    env = {"PYTHONPATH": path, FLAG_ENV: str(flag)}
+    if slow_reads is not None:
+        env["AIBRIDGE_TEST_SLOW_READS"] = str(slow_reads)
+    return env
 
 
 def is_root() -> bool:

@@ -77,8 +77,13 @@ async def ride_out_the_fault(
     payload: dict[str, Any],
     start_fault: Callable[[], None],
     end_fault: Callable[[], None],
+    first: str = "http",
 ) -> list[str]:
-    """The whole scenario; returns the acknowledged ids (checked against a restart by the caller)."""
+    """The whole scenario; returns the acknowledged ids (checked against a restart by the caller).
+
+    ``first``: who sends once the fault started, until one write fails: HTTP, or a WebSocket
+    agent with confirms (then the HTTP sends that follow are refused before being recorded).
+    """
     async with httpx.AsyncClient(base_url=bridge.url, timeout=15) as client:
         senders = Senders(client, payload)
         for _ in range(10):
@@ -87,9 +92,21 @@ async def ride_out_the_fault(
         plain = await register(bridge.ws_url, "plain")
 
         start_fault()
-        for _ in range(400):  # on a real disk, what is left of the last pages may take a few more
-            if (await senders.send()).status_code == 503:
-                break
+        if first == "ws":
+            for n in range(400):
+                envelope = {"id": f"ws-a{n}", "to": SINK}
+                await confirmer.send(json.dumps({"type": "envelope", "envelope": envelope}))
+                frame = await recv(confirmer)
+                if frame["type"] != "accepted":
+                    break
+                senders.acked.append(frame["id"])
+            assert frame["type"] == "error" and frame["error"] == "storage_unavailable", frame
+            assert frame["id"] == f"ws-a{n}" and "disk is full" in frame["message"], frame
+            await senders.send()
+        else:
+            for _ in range(400):  # on a real disk, what is left of the last pages may take a few more
+                if (await senders.send()).status_code == 503:
+                    break
         assert senders.refused, "the fault never made a write fail"
         for _ in range(5):  # refused at once now, before anything is recorded
             assert (await senders.send()).status_code == 503
@@ -149,7 +166,8 @@ async def check_after_restart(tmp_path: Path, env: dict[str, str], acked: list[s
         assert await drain_queue(bridge.ws_url, SINK, expected=len(acked)) == acked
 
 
-async def test_failing_commits_fail_their_batch_then_the_store_recovers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["http", "ws"])
+async def test_failing_commits_fail_their_batch_then_the_store_recovers(tmp_path: Path, first: str) -> None:
     flag = tmp_path / "disk-is-full"
     env = {
         **failing_commits_env(flag),
@@ -158,7 +176,7 @@ async def test_failing_commits_fail_their_batch_then_the_store_recovers(tmp_path
         "AI_BRIDGE_WS_RATE_MAX": "0",
     }
     with run_bridge(tmp_path, env) as bridge:
-        acked = await ride_out_the_fault(bridge, {"n": 1}, flag.touch, flag.unlink)
+        acked = await ride_out_the_fault(bridge, {"n": 1}, flag.touch, flag.unlink, first)
     await check_after_restart(tmp_path, env, acked)
 
 
@@ -201,3 +219,27 @@ async def test_a_full_disk_at_start_is_one_clear_line_and_loses_nothing(tmp_path
             async with httpx.AsyncClient(base_url=bridge.url, timeout=15) as client:
                 assert await history_ids(client) == ids
             assert await drain_queue(bridge.ws_url, SINK, expected=len(ids)) == ids
+
+
+async def test_a_stalled_read_is_answered_503_not_left_hanging(tmp_path: Path) -> None:
+    slow = tmp_path / "slow-reads"
+    env = {**failing_commits_env(tmp_path / "unused", slow), "AI_BRIDGE_DATA_DIR": str(tmp_path / "data")}
+    with run_bridge(tmp_path, env) as bridge:
+        async with httpx.AsyncClient(base_url=bridge.url, timeout=30) as client:
+            assert (await client.post("/send", json={"id": "kept", "to": SINK})).status_code == 202
+            slow.touch()
+            started = time.monotonic()
+            reply = await client.get("/history")
+            waited = time.monotonic() - started
+            assert reply.status_code == 503, reply.text
+            assert reply.json()["code"] == "storage_unavailable" and "read timed out" in reply.json()["error"]
+            assert 4 < waited < 8, waited  # READ_TIMEOUT_S is 5; the stalled SELECT takes 8
+            assert (await health(client))["status"] == "ok"  # writes are fine: not degraded
+            assert (await client.post("/send", json={"id": "also", "to": SINK})).status_code == 202
+            slow.unlink()
+            deadline = time.monotonic() + 15
+            while (reply := await client.get("/history")).status_code != 200:
+                assert time.monotonic() < deadline, reply.text
+                await asyncio.sleep(0.1)
+            assert [e["id"] for e in reply.json()["history"]] == ["kept", "also"]
+    assert "Traceback" not in bridge.log()
