@@ -9,6 +9,7 @@ Before: a payload nested about a thousand deep was committed and queued, *then* 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aibridge.server.jsondepth import depth_exceeds
 from faults.faultkit import drain_queue, recv, register
 from support import BridgeProcess, run_bridge
 
@@ -176,3 +178,30 @@ def test_depth_limit_is_a_setting(tmp_path: Path, store: str) -> None:
         assert post(client, "/send", body_nested(8, to="sink")).status_code == 202
         reply = post(client, "/send", body_nested(9, to="sink"))
         assert reply.status_code == 400 and reply.json()["limit"] == 8, reply.text
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_depth_check_agrees_with_a_recursive_count() -> None:
+    """The fast check (bracket count, then level by level) against the obvious definition."""
+    rng = random.Random(11)
+
+    def shape(budget: int) -> Any:
+        if budget <= 0 or rng.random() < 0.25:
+            return rng.choice([0, "s[{", None, [], {}])
+        if rng.random() < 0.5:
+            return [shape(budget - 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i}": shape(budget - 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(2000):
+        value = shape(rng.randint(0, 12))
+        text = json.dumps(value)
+        depth = _depth(value)
+        for limit in {1, 2, max(1, depth - 1), max(1, depth), depth + 1}:
+            assert depth_exceeds(text, value, limit) == (depth > limit), (text, limit)
