@@ -19,6 +19,7 @@ BENCHES: tuple[tuple[str, ...], ...] = (
     ("bridge.py", "--store", "redis", "--only", "direct", "--only", "direct_confirm", "--only", "broadcast"),
     ("store.py", "--window-ms", "0"),  # AI_BRIDGE_COMMIT_WINDOW_MS defaults to 0
     ("loadtest_vs_hey.py",),
+    ("faults.py",),
 )
 
 

@@ -35,7 +35,7 @@ from aibridge.server.api_docs import (
 )
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import Hub
-from aibridge.server.protocol import ProtocolError, build_envelope, now_iso
+from aibridge.server.protocol import ProtocolError, build_envelope, decode_json, now_iso
 from aibridge.server.store.base import QueueFullError
 
 __all__ = ("ApiError", "api_routes")
@@ -81,7 +81,7 @@ def query_params(*names: str) -> Guard:
     return guard
 
 
-async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def _json_object(request: Request[Any, Any, Any], max_depth: int) -> dict[str, Any]:
     # A web page may POST text/plain cross-origin without a preflight; it may not send JSON so.
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != _JSON and not (media_type.startswith("application/") and media_type.endswith("+json")):
@@ -89,9 +89,9 @@ async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise ApiError(415, f"Content-Type must be application/json, got {shown}")
     body = await request.body()
     try:
-        data = msgspec.json.decode(body) if body.strip() else None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        data = decode_json(body, max_depth) if body.strip() else None
+    except ProtocolError as error:
+        raise ApiError(400, f"request body {error.message}", code=error.code, **error.details) from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object of envelope fields")
     return data
@@ -118,8 +118,11 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
             return Response(b'{"status":"draining"}', status_code=503, media_type=_JSON)
         stats = store.stats()
         backplane = hub.backplane
+        # Degraded, still 200: Fly keeps routing here, and reads and live delivery still work.
+        healthy = stats.failure is None and (backplane is None or backplane.healthy)
         body = {
-            "status": "ok" if backplane is None or backplane.healthy else "degraded",
+            "status": "ok" if healthy else "degraded",
+            "store": "ok" if stats.failure is None else f"unavailable: {stats.failure}",
             "timestamp": now_iso(),
             "uptime": int(time.monotonic() - hub.started),
             "version": __version__,
@@ -253,7 +256,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         operation_class=send_operation,
     )
     async def send(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = await _json_object(request)
+        body = await _json_object(request, config.max_json_depth)
         if not body.get("to"):
             raise ApiError(400, "Recipient `to` is required")
         envelope, routed = await _accept(body)
@@ -269,7 +272,7 @@ def api_routes(config: BridgeConfig, hub: Hub, port: int) -> list[HTTPRouteHandl
         operation_class=broadcast_operation,
     )
     async def broadcast(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = await _json_object(request)
+        body = await _json_object(request, config.max_json_depth)
         if body.get("to") is not None:
             raise ApiError(400, "a broadcast has no `to`; use POST /send to address one agent")
         envelope, routed = await _accept(body)

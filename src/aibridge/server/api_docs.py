@@ -62,6 +62,8 @@ class HealthBody(msgspec.Struct):
     """``GET /health`` while serving."""
 
     status: Literal["ok", "degraded"]
+    store: str
+    """"ok", or "unavailable: …" while writes fail (status is then "degraded")."""
     timestamp: str
     uptime: int
     version: str

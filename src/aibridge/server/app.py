@@ -79,8 +79,8 @@ def _error_handlers(hub: Hub) -> dict[type[Exception] | int, Any]:
         # Redis down or the SQLite file failing is the bridge's state, not a bug in the route:
         # one line, no traceback, and a hint to retry (the store usually comes back).
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc.detail)
-        hub.record_error("internal", f"store unavailable: {exc.detail}")
-        body = {"error": f"store unavailable: {exc.detail}", "status": 503}
+        hub.record_error("storage_unavailable", f"store unavailable: {exc.detail}")
+        body = {"error": f"store unavailable: {exc.detail}", "status": 503, "code": "storage_unavailable"}
         return Response(body, status_code=503, headers={"Retry-After": "1"})
 
     def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -184,6 +184,22 @@ SETTINGS: tuple[Setting, ...] = (
         _int(1, 10_000),
     ),
     Setting(
+        "AI_BRIDGE_MAX_META_BYTES",
+        "max_meta_bytes",
+        "bytes",
+        str(16 * 1024),
+        "Most JSON bytes of labels, tools and intents together one agent may register.",
+        _int(256, 1024 * 1024),
+    ),
+    Setting(
+        "AI_BRIDGE_MAX_JSON_DEPTH",
+        "max_json_depth",
+        "count",
+        "64",
+        "Deepest nesting of objects and arrays accepted in a frame or request body.",
+        _int(4, 256),
+    ),
+    Setting(
         "AI_BRIDGE_CLIENT_TTL_MS",
         "client_ttl_ms",
         "ms",
@@ -376,6 +392,8 @@ class BridgeConfig:
     queue_ttl_ms: int = 24 * 3600 * 1000
     max_envelope_bytes: int = 256 * 1024
     max_list_items: int = 64
+    max_meta_bytes: int = 16 * 1024
+    max_json_depth: int = 64
     client_ttl_ms: int = 900_000
     cleanup_interval_ms: int = 60_000
     ping_interval_ms: int = 20_000

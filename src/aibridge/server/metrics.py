@@ -126,6 +126,11 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily(
                 "aibridge_history_size", "Envelopes kept in history.", value=stats.history_size
             )
+            yield GaugeMetricFamily(
+                "aibridge_store_healthy",
+                "1 while the store accepts writes, 0 while they fail (see /health `store`).",
+                value=0 if stats.failure else 1,
+            )
         limit = memory_limit_bytes(m.cgroup_dir) if m.cgroup_dir else None
         if limit is not None:
             yield GaugeMetricFamily(

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from aibridge.server.jsondepth import depth_exceeds
+
 __all__ = (
     "PROTOCOL",
     "Envelope",
@@ -22,6 +24,7 @@ __all__ = (
     "Registration",
     "build_envelope",
     "decode_frame",
+    "decode_json",
     "delivery_frame",
     "encode",
     "new_id",
@@ -31,6 +34,8 @@ __all__ = (
 
 PROTOCOL = "aibridge/1"
 MAX_ID_CHARS = 256
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_MAX_META_BYTES = 16 * 1024
 _ID_TEXT = f"a non-empty string of at most {MAX_ID_CHARS} characters"
 
 Envelope = dict[str, Any]
@@ -95,12 +100,30 @@ def _describe(value: Any) -> str:
     )
 
 
-def decode_frame(data: str | bytes) -> dict[str, Any]:
-    """Parse one client frame: a JSON object with a string ``type``."""
+def decode_json(data: str | bytes, max_depth: int) -> Any:
+    """Decode JSON text nested at most ``max_depth`` deep; ``invalid_json`` otherwise.
+
+    Checked before anything is stored: deeper documents break the encoder later, when the
+    envelope is already committed and queued, and every read that returns it (issue 11).
+    """
+    too_deep = f"is nested deeper than {max_depth} levels (AI_BRIDGE_MAX_JSON_DEPTH={max_depth})"
     try:
-        frame = _decoder.decode(data)
+        value = _decoder.decode(data)
     except msgspec.DecodeError as exc:
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+        raise ProtocolError("invalid_json", f"is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec gives up at about a thousand levels
+        raise ProtocolError("invalid_json", too_deep, limit=max_depth) from None
+    if depth_exceeds(data, value, max_depth):
+        raise ProtocolError("invalid_json", too_deep, limit=max_depth)
+    return value
+
+
+def decode_frame(data: str | bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse one client frame: a JSON object with a string ``type``, nested at most ``max_depth``."""
+    try:
+        frame = decode_json(data, max_depth)
+    except ProtocolError as error:
+        raise ProtocolError(error.code, f"frame {error.message}", **error.details) from None
     if not isinstance(frame, dict):
         raise ProtocolError(
             "invalid_frame", f"frame must be a JSON object with a string `type`, got {_describe(frame)}"
@@ -200,7 +223,10 @@ def build_envelope(
         for key, value in raw.items():
             if key not in _KNOWN_FIELDS:
                 envelope[key] = value
-    text = encode(envelope)
+    try:
+        text = encode(envelope)
+    except RecursionError:  # only reachable by a caller that skipped decode_json's depth check
+        raise ProtocolError("invalid_json", "envelope is nested too deeply to encode") from None
     if len(text) > max_bytes:
         raise ProtocolError(
             "too_large", f"envelope is {len(text)} bytes, at most {max_bytes} allowed", limit=max_bytes
@@ -235,8 +261,14 @@ def _flag(frame: dict[str, Any], name: str) -> bool:
     return value
 
 
-def parse_registration(frame: dict[str, Any], max_items: int) -> Registration:
-    """Validate a ``register`` frame (lists capped at ``max_items``)."""
+def parse_registration(
+    frame: dict[str, Any], max_items: int, max_meta_bytes: int = DEFAULT_MAX_META_BYTES
+) -> Registration:
+    """Validate a ``register`` frame (lists capped at ``max_items``, all three at ``max_meta_bytes``).
+
+    The byte cap is what bounds an agent's memory: 64 tools of 420 tiny keys each fit any
+    item cap, and held 4.7 MB per agent as Python objects (issue 11, item 5).
+    """
     client_id = frame.get("clientId")
     if client_id is not None and (
         not isinstance(client_id, str) or not client_id or len(client_id) > MAX_ID_CHARS
@@ -250,12 +282,30 @@ def parse_registration(frame: dict[str, Any], max_items: int) -> Registration:
     token = frame.get("authToken")
     if token is not None and not isinstance(token, str):
         raise _field_error("register", "authToken", "a string", token)
+    role = _text(frame, "role", "register", "agent")
+    if len(role) > MAX_ID_CHARS:
+        raise ProtocolError(
+            "invalid_field", f"register.role is longer than {MAX_ID_CHARS} chars", field="role"
+        )
+    labels = _container(frame, "labels", list, "register", max_items)
+    tools = _container(frame, "tools", list, "register", max_items)
+    intents = _container(frame, "intents", list, "register", max_items)
+    sizes = {"labels": len(_encoder.encode(labels)), "tools": len(_encoder.encode(tools))}
+    sizes["intents"] = len(_encoder.encode(intents))
+    if sum(sizes.values()) > max_meta_bytes:
+        raise ProtocolError(
+            "invalid_field",
+            f"register labels, tools and intents are {sum(sizes.values())} bytes of JSON together,"
+            f" at most {max_meta_bytes} allowed (AI_BRIDGE_MAX_META_BYTES)",
+            field=max(sizes, key=sizes.__getitem__),
+            limit=max_meta_bytes,
+        )
     return Registration(
         client_id=client_id,
-        role=_text(frame, "role", "register", "agent"),
-        labels=_container(frame, "labels", list, "register", max_items),
-        tools=_container(frame, "tools", list, "register", max_items),
-        intents=_container(frame, "intents", list, "register", max_items),
+        role=role,
+        labels=labels,
+        tools=tools,
+        intents=intents,
         max_concurrent_tasks=tasks,
         auth_token=token,
         ack=_flag(frame, "ack"),

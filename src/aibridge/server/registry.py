@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
+
 from aibridge.errors import StoreError
 from aibridge.server.connection import CLOSE_REPLACED, CLOSE_STORE_DOWN, Connection
 from aibridge.server.protocol import PROTOCOL, Registration, delivery_frame, encode, new_id
@@ -85,12 +87,14 @@ class Registry:
         conn.ack = reg.ack
         conn.confirm = reg.confirm
         conn.replaying = True
+        # Kept as JSON text, spliced into /agents and `registered` as is: decoded, small keys
+        # cost Python objects many times their JSON size (issue 11, item 5).
         conn.meta = {
             "id": agent_id,
             "role": reg.role,
-            "labels": reg.labels,
-            "tools": reg.tools,
-            "intents": reg.intents,
+            "labels": msgspec.Raw(encode(reg.labels).encode()),
+            "tools": msgspec.Raw(encode(reg.tools).encode()),
+            "intents": msgspec.Raw(encode(reg.intents).encode()),
             "maxConcurrentTasks": reg.max_concurrent_tasks,
             "ack": reg.ack,
             "connectedAt": conn.connected_at,

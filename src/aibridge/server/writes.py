@@ -11,10 +11,15 @@ Stores differ in what they can promise without waiting:
 
 The hub waits only where it promised something (HTTP 202, the ``accepted`` frame) or where a
 deferred write could be overtaken (see ``Hub._direct``).
+
+``durable()`` waits for the caller's own last accept, not for everyone's: when a commit fails
+(issue 11) only the senders of that batch hear it. The ticket travels in a context variable,
+which is per task (one HTTP request, one socket's reading loop), so the hub passes nothing.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 
 from aibridge.errors import StoreError
@@ -27,6 +32,7 @@ Outcome = AcceptResult | QueueFullError | StoreError
 """What a deferred accept turned out to be."""
 
 _NOTHING_DROPPED = AcceptResult()
+_last_ticket: contextvars.ContextVar[int | None] = contextvars.ContextVar("aibridge_ticket", default=None)
 
 
 class StoreWrites:
@@ -40,7 +46,8 @@ class StoreWrites:
         self._ack_later: Callable[[str, Sequence[str]], object] | None = getattr(
             store, "ack_nowait", getattr(store, "ack_later", None)
         )
-        self._durable: Callable[[], Awaitable[None]] | None = getattr(store, "durable", None)
+        self._durable: Callable[[int | None], Awaitable[None]] | None = getattr(store, "durable", None)
+        self._takes_text = bool(getattr(store, "keeps_text", False))
 
     @property
     def defers_accepts(self) -> bool:
@@ -55,10 +62,15 @@ class StoreWrites:
         ``QueueFullError`` refuses it when the store decides at once (memory, SQLite, awaited Redis).
         """
         if self._accept_nowait is not None:
-            return self._accept_nowait(envelope, len(text), queue_for, text=text)
+            result = self._accept_nowait(envelope, len(text), queue_for, text=text)
+            _last_ticket.set(result.ticket)
+            return result
         if later and self._accept_later is not None:
             self._accept_later(envelope, len(text), queue_for, self._settled)
             return _NOTHING_DROPPED  # the real count arrives through ``settled``
+        if self._takes_text:  # the memory store keeps the JSON text itself (issue 11, item 5)
+            accept: Callable[..., Awaitable[AcceptResult]] = self.store.accept
+            return await accept(envelope, len(text), queue_for, text=text)
         return await self.store.accept(envelope, len(text), queue_for)
 
     def accept_later(self, envelope: Envelope, text: str, queue_for: Sequence[str]) -> None:
@@ -77,6 +89,9 @@ class StoreWrites:
             await self.store.ack(recipient, envelope_ids)
 
     async def durable(self) -> None:
-        """Return once everything recorded so far is committed (at once for other stores)."""
+        """Return once this task's last accept is committed (at once for other stores).
+
+        ``StoreError`` if its commit failed (the sender answers 503 / ``storage_unavailable``).
+        """
         if self._durable is not None:
-            await self._durable()
+            await self._durable(_last_ticket.get())

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
+from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import CLOSE_UNAUTHORIZED, Connection, Hub
 from aibridge.server.limits import HandshakeLimiter, TokenBucket, client_ip
@@ -225,7 +226,7 @@ class WebSocketEndpoint:
                 return None
 
     async def _handle(self, conn: Connection, data: str | bytes, bucket: TokenBucket | None) -> None:
-        frame = decode_frame(data)
+        frame = decode_frame(data, self.config.max_json_depth)
         kind = frame["type"]
         if kind == "envelope":
             await self._envelope(conn, frame, bucket)
@@ -234,7 +235,7 @@ class WebSocketEndpoint:
         elif kind == "ack":
             await self.hub.ack(conn, _ack_ids(frame))
         elif kind == "register":
-            registration = parse_registration(frame, self.config.max_list_items)
+            registration = parse_registration(frame, self.config.max_list_items, self.config.max_meta_bytes)
             expected = self.config.auth_token
             if expected is not None and not conn.authenticated:
                 given = registration.auth_token
@@ -278,6 +279,10 @@ class WebSocketEndpoint:
         except QueueFullError as error:
             self.events.envelope("rejected")
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
+        except StoreError as error:
+            # The store's state, not this frame's fault: the agent may resend the same id later.
+            self.events.envelope("rejected")
+            raise ProtocolError("storage_unavailable", error.detail, id=envelope["id"]) from None
         if conn.confirm:
             await conn.write(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
 

@@ -7,6 +7,7 @@ setting or file and says what is wrong, so ``aibridge serve`` prints one clear l
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -26,6 +27,25 @@ class Files(NamedTuple):
     reader: sqlite3.Connection
     lock: IO[str]
     """Held open for the store's lifetime: closing it releases the flock."""
+    was_empty: bool = False
+    """``aibridge.db`` existed as a 0-byte file (SQLite would silently treat it as a new database)."""
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _if_full(data_dir: Path) -> str:
+    """A hint when the file system is full: SQLite then reports only "disk I/O error"."""
+    try:
+        st = os.statvfs(data_dir)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f" (its file system is full: {free} bytes free)" if free < 64 * 1024 else ""
 
 
 def open_files(data_dir: Path) -> Files:
@@ -49,6 +69,8 @@ def open_files(data_dir: Path) -> Files:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(f"{where}: in use by another aibridge process (aibridge.lock is held)") from None
+        # SQLite takes a 0-byte file for a new database; the store says so (a truncated volume?).
+        was_empty = _size(path) == 0 and not _size(path.with_name(f"{DB_NAME}-wal"))
         writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         mode = writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -64,6 +86,6 @@ def open_files(data_dir: Path) -> Files:
             writer.close()
         lock.close()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{path}: cannot open the SQLite store: {exc}") from None
+            raise StoreError(f"{path}: cannot open the SQLite store: {exc}{_if_full(data_dir)}") from None
         raise
-    return Files(writer, reader, lock)
+    return Files(writer, reader, lock, was_empty)

@@ -8,6 +8,7 @@ a whole batch as one ``executemany`` per statement (see ``_sqlite_writer``).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from aibridge.server.config import BridgeConfig
+from aibridge.server.store._rows import json_of
 from aibridge.server.store.base import Envelope, QueueFullError, StoreStats
 
 __all__ = ("MAX_TASK_MEMBERS", "Ledger", "Recorded")
@@ -23,7 +25,7 @@ __all__ = ("MAX_TASK_MEMBERS", "Ledger", "Recorded")
 MAX_TASK_MEMBERS = 256
 """Most distinct intents or participants kept per task, as in the memory store."""
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
+log = logging.getLogger("aibridge.store")
 
 Row = tuple[Any, ...]
 
@@ -74,14 +76,29 @@ class Ledger:
         self._tasks: dict[str, _Task] = {}  # first seen first
         self._hseq = self._qseq = self._history_size = self._messages = self._bytes = 0
 
-    def load(self, conn: sqlite3.Connection) -> None:
+    def load(self, conn: sqlite3.Connection, *, prune: bool = True) -> None:
+        """Rebuild from the file; ``prune`` (at open) first trims history to AI_BRIDGE_HISTORY_LIMIT.
+
+        A row it cannot make sense of (written by hand, damaged) is skipped with a warning: read
+        routes skip such rows too, so one bad row never keeps the bridge from starting.
+        """
         self._hseq = conn.execute("SELECT coalesce(max(seq), 0) FROM history").fetchone()[0]
-        conn.execute("DELETE FROM history WHERE seq <= ?", (self._hseq - self._config.history_limit,))
-        self._history_size = conn.execute("SELECT count(*) FROM history").fetchone()[0]
+        if prune:
+            try:
+                conn.execute("DELETE FROM history WHERE seq <= ?", (self._hseq - self._config.history_limit,))
+            except sqlite3.OperationalError as exc:  # a full disk must not keep the bridge from starting
+                log.warning("cannot trim history at start (%s); the next write trims it", exc)
+        # Beyond the limit only when trimming failed; the next committed write prunes down to it.
+        count = conn.execute("SELECT count(*) FROM history").fetchone()[0]
+        self._history_size = min(count, self._config.history_limit)
         self._qseq = conn.execute("SELECT coalesce(max(seq), 0) FROM queue").fetchone()[0]
         for seq, recipient, entry_id, size, at in conn.execute(
             "SELECT seq, recipient, id, size, at FROM queue ORDER BY seq"
         ):
+            if not (isinstance(recipient, str) and isinstance(entry_id, str) and isinstance(size, int)):
+                log.warning("skipping unreadable queue row %s", seq)
+                continue
+            at = at if isinstance(at, int) else now_ms()
             q = self._queues.get(recipient) or self._queues.setdefault(recipient, _Queue(at))
             q.entries[entry_id] = (seq, size)
             q.touched = at
@@ -90,8 +107,14 @@ class Ledger:
         for task_id, first_seq, last_seq, intents, participants in conn.execute(
             "SELECT task_id, first_seq, last_seq, intents, participants FROM tasks ORDER BY first_seq"
         ):
-            self._tasks[task_id] = _Task(first_seq, _decode(intents), _decode(participants))
-            self._hseq = max(self._hseq, last_seq)
+            where = f"task row {task_id!r}"[:300]
+            members = (json_of(intents, where), json_of(participants, where))
+            if not isinstance(task_id, str) or not all(isinstance(m, list) for m in members):
+                log.warning("skipping unreadable task row %r", task_id)
+                continue
+            self._tasks[task_id] = _Task(first_seq, members[0], members[1])
+            if isinstance(last_seq, int):
+                self._hseq = max(self._hseq, last_seq)
 
     def stats(self) -> StoreStats:
         return StoreStats(self._history_size, len(self._queues), self._messages, self._bytes)

@@ -14,6 +14,13 @@ slow step, the WAL checkpoint, is taken off the loop: automatic checkpoints are 
 the store runs a PASSIVE one on its reader thread every :data:`CHECKPOINT_EVERY_ROWS` rows
 or :data:`CHECKPOINT_EVERY_COMMITS` commits (it fsyncs, so it must not run on the loop).
 
+A failed COMMIT (a full disk, an I/O error) fails exactly the writes of that batch: it is
+rolled back, the store is told (``resync``, so it rebuilds its bookkeeping from the
+file) and every waiter of the batch hears the error. The writer then refuses writes
+(:attr:`GroupWriter.failure` is set) and probes with backoff (:data:`PROBE_FIRST_S` doubling
+to :data:`PROBE_MAX_S`): a small real commit, tried only once ``headroom()`` says there is
+room again. The first probe that commits clears the failure, so the store recovers by itself.
+
 Statements run in a fixed phase order; that is safe because the store assigns every row
 its ``seq`` up front and deletions always name rows by ``seq`` (or, for tasks, by the
 ``first_seq`` of the task that was evicted), never by "whatever is there now". A queue row
@@ -25,13 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from aibridge.errors import StoreError
 
-__all__ = ("SCHEMA", "GroupWriter", "Write")
+__all__ = ("PROBE_FIRST_S", "PROBE_MAX_S", "SCHEMA", "GroupWriter", "Write")
+
+log = logging.getLogger("aibridge.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -57,6 +68,11 @@ _MAX_BATCH = 2048
 CHECKPOINT_EVERY_ROWS = 4096
 CHECKPOINT_EVERY_COMMITS = 128
 """Whichever comes first: each commit appends whole pages, so small commits grow the WAL too."""
+PROBE_FIRST_S = 0.1
+PROBE_MAX_S = 1.0
+"""Backoff of the probes after a failed commit; the maximum bounds recovery after space is back."""
+_PROBE = "PRAGMA user_version = {}"
+"""What a probe commits: rewriting page 1 needs a new WAL frame, so it fails while writes fail."""
 
 
 class Write(NamedTuple):
@@ -72,20 +88,35 @@ class Write(NamedTuple):
     """History rows with a smaller ``seq`` are deleted (0 = none)."""
 
 
-OnCommit = Callable[[int, "StoreError | None"], None]
+OnCommit = Callable[[int, int, "StoreError | None"], None]
+"""``on_commit(first_ticket, last_ticket, error)`` once per batch."""
 
 
 class GroupWriter:
-    """Commits submitted writes in batches on ``loop``; ``on_commit(ticket, error)`` after each."""
+    """Commits submitted writes in batches on ``loop``; ``on_commit`` after each (see :data:`OnCommit`)."""
 
     def __init__(
-        self, conn: sqlite3.Connection, window_s: float, where: str, checkpoint: Callable[[], None]
+        self,
+        conn: sqlite3.Connection,
+        window_s: float,
+        where: str,
+        checkpoint: Callable[[], None],
+        resync: Callable[[], bool],
+        headroom: Callable[[], bool],
     ) -> None:
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
         self._conn = conn
         self._window = window_s
         self._where = where
         self._checkpoint = checkpoint
+        self._resync = resync
+        self._stale = False
+        self._headroom = headroom
+        self._probe_handle: asyncio.TimerHandle | None = None
+        self._backoff = PROBE_FIRST_S
+        self._failed_at = 0.0
+        self._probes = 0
+        self._closed = False
         self._pending: list[Write] = []
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +124,12 @@ class GroupWriter:
         self._rows_since_checkpoint = self._commits_since_checkpoint = 0
         self._paused = False
         self.failure: StoreError | None = None
+        """Set while writes fail (from a failed commit until a probe commits)."""
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The writing connection (the store reloads its bookkeeping through it after a failure)."""
+        return self._conn
 
     def start(self, loop: asyncio.AbstractEventLoop, on_commit: OnCommit) -> None:
         self._loop, self._on_commit = loop, on_commit
@@ -134,13 +171,12 @@ class GroupWriter:
             try:
                 self._rows_since_checkpoint += self._execute(batch)
             except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.rollback()
-                # The store's in-memory bookkeeping already includes this batch, so it no longer
-                # matches the file: refuse further writes rather than drift (a restart reloads).
-                error = self.failure = StoreError(f"SQLite store {self._where}: write failed: {exc}")
+                self._rollback()
+                error = self._fail(exc)
         assert self._on_commit is not None
-        self._on_commit(batch[-1].ticket, error)
+        self._on_commit(batch[0].ticket, batch[-1].ticket, error)
+        if error is not None:
+            return
         self._commits_since_checkpoint += 1
         if (
             self._rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS
@@ -149,9 +185,67 @@ class GroupWriter:
             self._rows_since_checkpoint = self._commits_since_checkpoint = 0
             self._checkpoint()
 
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        """A commit failed: refuse writes, let the store resynchronise, and start probing."""
+        error = StoreError(f"SQLite store {self._where}: write failed: {exc}")
+        first = self.failure is None
+        self.failure = error
+        if first:
+            self._failed_at = time.monotonic()
+            self._backoff = PROBE_FIRST_S
+            log.warning("%s; refusing writes (503 storage_unavailable) until a probe commits", error.detail)
+        # The store's bookkeeping counted this batch in already; the file, rolled back, did not.
+        self._stale = not self._resync()
+        self._schedule_probe()
+        return error
+
+    def _schedule_probe(self) -> None:
+        if self._probe_handle is None and self._loop is not None and not self._closed:
+            self._probe_handle = self._loop.call_later(self._backoff, self._probe)
+            self._backoff = min(PROBE_MAX_S, self._backoff * 2)
+
+    def _probe(self) -> None:
+        self._probe_handle = None
+        if self.failure is None:
+            return
+        if self._headroom():
+            self._probes += 1
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.execute(_PROBE.format(self._probes))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self.failure = StoreError(f"SQLite store {self._where}: write failed: {exc}")
+            else:
+                # A resync that failed at the failure (it reads the file) is retried first.
+                if not self._stale or self._resync():
+                    self._stale = False
+                    log.info(
+                        "SQLite store %s: writes succeed again after %.1f s",
+                        self._where,
+                        time.monotonic() - self._failed_at,
+                    )
+                    self.failure = None
+                    return
+        self._schedule_probe()
+
+    def failing_for(self) -> float:
+        """Seconds since writes started failing (0 while they succeed)."""
+        return time.monotonic() - self._failed_at if self.failure is not None else 0.0
+
     def close(self) -> None:
         """Commit what is pending, fold the WAL into the database file, close the connection."""
         self._paused = False
+        self._closed = True  # no more probes: the connection is about to go
+        if self._probe_handle is not None:
+            self._probe_handle.cancel()
+            self._probe_handle = None
         self.flush()
         # The WAL is replayed at the next open anyway; truncating it is only a courtesy.
         with contextlib.suppress(sqlite3.Error):

@@ -36,6 +36,8 @@ class QueueFullError(AibridgeError):
 class AcceptResult:
     dropped: int = 0
     """Oldest entries dropped from recipients' queues to respect ``max_queue``."""
+    ticket: int = 0
+    """For stores that commit later (SQLite): the write's number, for ``durable(ticket)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class StoreStats:
     queues: int
     queued_messages: int
     queued_bytes: int
+    failure: str | None = None
+    """Why writes fail right now (``/health`` says ``degraded``); ``None`` while they succeed."""
 
 
 class Store(Protocol):

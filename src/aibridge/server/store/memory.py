@@ -4,6 +4,11 @@ History is a ring (``collections.deque``), each recipient's queue an insertion-o
 keyed by envelope id (so an ack is O(1)), the task index is kept up to date on every accept
 (``/tasks`` never scans history), and the counters behind :meth:`MemoryStore.stats` move with
 every write.
+
+Envelopes are kept as their encoded JSON (``bytes``, one object shared by history and every
+queue), decoded only when read: as Python objects a JSON byte of small keys costs many bytes
+of memory (30 envelopes of 246 KB took 125 MB, issue 11), so AI_BRIDGE_MAX_QUEUED_BYTES would
+bound nothing. Now the bytes it counts are, give or take a few dozen per entry, the memory held.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
+
+import msgspec
 
 from aibridge.server.config import BridgeConfig
+from aibridge.server.store._rows import envelope_of
 from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, StoreStats
 
 __all__ = ("MemoryStore",)
@@ -24,40 +32,56 @@ MAX_TASK_MEMBERS = 256
 
 
 _NOTHING_DROPPED = AcceptResult()
+_encode = msgspec.json.Encoder().encode
+
+
+class _Kept(NamedTuple):
+    """One envelope in history: its JSON, and the fields the history filters look at."""
+
+    body: bytes
+    sender: Any
+    to: Any
+    task_id: Any
+    intent: Any
 
 
 class _Queue:
     __slots__ = ("entries", "touched")
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[Envelope, int]] = {}
+        self.entries: dict[str, tuple[bytes, int]] = {}
         self.touched = time.monotonic()
 
 
 class _Task:
-    __slots__ = ("intents", "last", "participants", "task_id")
+    __slots__ = ("intents", "last", "last_update", "participants", "task_id")
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self.intents: dict[Any, None] = {}
         self.participants: dict[Any, None] = {}
-        self.last: Envelope = {}
+        self.last = b"{}"
+        self.last_update: Any = None
 
-    def add(self, envelope: Envelope) -> None:
+    def add(self, envelope: Envelope, body: bytes) -> None:
         if len(self.intents) < MAX_TASK_MEMBERS:
             self.intents[envelope.get("intent")] = None
         for who in (envelope.get("from"), envelope.get("to")):
             if who is not None and len(self.participants) < MAX_TASK_MEMBERS:
                 self.participants[who] = None
-        self.last = envelope
+        self.last = body
+        self.last_update = envelope.get("timestamp")
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any] | None:
+        last = envelope_of(self.last, f"task {self.task_id!r}"[:300])
+        if last is None:
+            return None
         return {
             "taskId": self.task_id,
             "intents": list(self.intents),
             "participants": list(self.participants),
-            "lastUpdate": self.last.get("timestamp"),
-            "lastEnvelope": self.last,
+            "lastUpdate": self.last_update,
+            "lastEnvelope": last,
         }
 
 
@@ -66,7 +90,7 @@ class MemoryStore:
 
     def __init__(self, config: BridgeConfig) -> None:
         self._config = config
-        self._history: deque[Envelope] = deque(maxlen=config.history_limit)
+        self._history: deque[_Kept] = deque(maxlen=config.history_limit)
         self._queues: dict[str, _Queue] = {}
         # Tasks outlive the history ring (the older bridge lost them when it rolled over,
         # fault B16) but are bounded too: beyond history_limit the first-seen task goes.
@@ -80,7 +104,12 @@ class MemoryStore:
     async def close(self) -> None:
         pass
 
-    async def accept(self, envelope: Envelope, size: int, queue_for: Sequence[str] = ()) -> AcceptResult:
+    keeps_text = True
+    """``accept`` takes the envelope's JSON ``text`` (see :class:`~aibridge.server.writes.StoreWrites`)."""
+
+    async def accept(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str] = (), *, text: str | None = None
+    ) -> AcceptResult:
         config = self._config
         if queue_for:
             new_queues = sum(1 for r in queue_for if r not in self._queues)
@@ -90,10 +119,12 @@ class MemoryStore:
                 raise QueueFullError(
                     f"offline queues are full (AI_BRIDGE_MAX_QUEUED_BYTES={config.max_queued_bytes})"
                 )
-        self._history.append(envelope)
+        body = _encode(envelope) if text is None else text.encode()
+        get = envelope.get
+        self._history.append(_Kept(body, get("from"), get("to"), get("taskId"), get("intent")))
         task_id = envelope.get("taskId")
         if task_id:
-            self._index_task(task_id, envelope)
+            self._index_task(task_id, envelope, body)
         dropped = 0
         now = time.monotonic()
         envelope_id = envelope["id"]
@@ -108,7 +139,7 @@ class MemoryStore:
             elif len(entries) >= config.max_queue:
                 self._forget(entries.pop(next(iter(entries)))[1])
                 dropped += 1
-            entries[envelope_id] = (envelope, size)
+            entries[envelope_id] = (body, size)
             queue.touched = now
             self._queued_messages += 1
             self._queued_bytes += size
@@ -118,20 +149,21 @@ class MemoryStore:
         self._queued_messages -= 1
         self._queued_bytes -= size
 
-    def _index_task(self, task_id: str, envelope: Envelope) -> None:
+    def _index_task(self, task_id: str, envelope: Envelope, body: bytes) -> None:
         task = self._tasks.get(task_id)
         if task is None:
             task = self._tasks[task_id] = _Task(task_id)
             if len(self._tasks) > self._config.history_limit:
                 del self._tasks[next(iter(self._tasks))]
-        task.add(envelope)
+        task.add(envelope, body)
 
     async def pending(self, recipient: str) -> list[Envelope]:
         queue = self._queues.get(recipient)
         if queue is None:
             return []
         queue.touched = time.monotonic()
-        return [envelope for envelope, _ in queue.entries.values()]
+        found = (envelope_of(body, f"queued envelope {i!r}") for i, (body, _) in queue.entries.items())
+        return [e for e in found if e is not None]
 
     async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> int:
         queue = self._queues.get(recipient)
@@ -157,23 +189,26 @@ class MemoryStore:
         if limit <= 0:
             return []
         if agent_id is None and task_id is None and intent is None:
-            return list(islice(self._history, max(0, len(self._history) - limit), None))
-        found: list[Envelope] = []
-        for envelope in reversed(self._history):
-            if agent_id is not None and envelope.get("from") != agent_id and envelope.get("to") != agent_id:
-                continue
-            if task_id is not None and envelope.get("taskId") != task_id:
-                continue
-            if intent is not None and envelope.get("intent") != intent:
-                continue
-            found.append(envelope)
-            if len(found) >= limit:
-                break
-        found.reverse()
-        return found
+            kept = list(islice(self._history, max(0, len(self._history) - limit), None))
+        else:
+            kept = []
+            for entry in reversed(self._history):
+                if agent_id is not None and entry.sender != agent_id and entry.to != agent_id:
+                    continue
+                if task_id is not None and entry.task_id != task_id:
+                    continue
+                if intent is not None and entry.intent != intent:
+                    continue
+                kept.append(entry)
+                if len(kept) >= limit:
+                    break
+            kept.reverse()
+        found = (envelope_of(entry.body, "history entry") for entry in kept)
+        return [e for e in found if e is not None]
 
     async def tasks(self) -> list[dict[str, Any]]:
-        return [task.summary() for task in self._tasks.values()]
+        found = (task.summary() for task in self._tasks.values())
+        return [t for t in found if t is not None]
 
     async def expire_queues(self, idle_ms: int, keep: Sequence[str] = ()) -> int:
         cutoff = time.monotonic() - idle_ms / 1000

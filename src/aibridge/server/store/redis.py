@@ -28,6 +28,7 @@ from aibridge.errors import StoreError
 from aibridge.server.config import BridgeConfig
 from aibridge.server.store._redis_pipeline import ScriptPipeline
 from aibridge.server.store._redis_scripts import ACCEPT, ACK, DROP_QUEUE
+from aibridge.server.store._rows import envelope_of, json_of
 from aibridge.server.store.base import AcceptResult, Envelope, QueueFullError, StoreStats
 
 __all__ = ("RedisStore", "redact_url")
@@ -193,7 +194,10 @@ class RedisStore:
             pipe.hgetall(bodies_key)
             pipe.zadd(self._queues, {recipient: int(time.time() * 1000)}, xx=True)  # back: not idle
             order, values, _ = await self._call(pipe.execute())
-        return [_decode(values[i].partition(b"\n")[2]) for i in order if i in values]
+        found = (
+            envelope_of(values[i].partition(b"\n")[2], f"queued envelope {i!r}") for i in order if i in values
+        )
+        return [e for e in found if e is not None]
 
     async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> int:
         if not envelope_ids:
@@ -238,11 +242,19 @@ class RedisStore:
         if limit <= 0:
             return []
         if agent_id is None and task_id is None and intent is None:
-            return [_decode(b) for b in await self._call(self._redis.lrange(self._hist, -limit, -1))]
+            found = [
+                envelope_of(b, "history entry")
+                for b in await self._call(self._redis.lrange(self._hist, -limit, -1))
+            ]
+            return [e for e in found if e is not None]
+        stored = (
+            envelope_of(b, "history entry") for b in await self._call(self._redis.lrange(self._hist, 0, -1))
+        )
         matches = [
             e
-            for e in map(_decode, await self._call(self._redis.lrange(self._hist, 0, -1)))
-            if (agent_id is None or agent_id in (e.get("from"), e.get("to")))
+            for e in stored
+            if e is not None
+            and (agent_id is None or agent_id in (e.get("from"), e.get("to")))
             and (task_id is None or e.get("taskId") == task_id)
             and (intent is None or e.get("intent") == intent)
         ]
@@ -257,17 +269,23 @@ class RedisStore:
             order, metas, bodies = await self._call(pipe.execute())
         summaries = []
         for task_id in order:
-            meta = _decode(metas[task_id])
-            summaries.append(
-                {
+            where = f"task {task_id!r}"[:300]
+            meta, last = json_of(metas.get(task_id), where), envelope_of(bodies.get(task_id), where)
+            if not isinstance(meta, dict) or last is None:
+                continue
+            try:
+                summary = {
                     "taskId": task_id.decode(),
                     # cjson writes an empty Lua table as {}; the lists hold JSON texts of the values.
                     "intents": [_decode(i) for i in meta["i"] or ()],
                     "participants": [_decode(p) for p in meta["p"] or ()],
                     "lastUpdate": meta.get("u") or None,
-                    "lastEnvelope": _decode(bodies[task_id]),
+                    "lastEnvelope": last,
                 }
-            )
+            except (KeyError, TypeError, UnicodeDecodeError, msgspec.DecodeError, RecursionError) as exc:
+                log.warning("skipping unreadable %s: %s", where, exc)
+                continue
+            summaries.append(summary)
         return summaries
 
     def stats(self) -> StoreStats:
