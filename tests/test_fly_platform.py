@@ -1,4 +1,4 @@
-"""Issue 12 §2 and §4: init mounts a volume by default, works outside our tree; XF108 and XF109."""
+"""Issue 12: init mounts a volume by default and works outside our tree; XF108, XF109; 6PN binds."""
 
 from __future__ import annotations
 
@@ -214,3 +214,26 @@ def test_the_repo_ships_inits_volume_output() -> None:
     toml = (REPO / "fly.toml").read_text()
     assert 'destination = "/data"' in toml and 'AI_BRIDGE_DATA_DIR = "/data"' in toml
     assert validate_project(REPO / "fly.toml", strict=True).findings == []
+
+
+@pytest.mark.parametrize(
+    ("cmd", "flagged"),
+    [
+        ('["aibridge", "serve", "--host", "::"]', False),
+        ('["aibridge", "serve", "--host", "[::]"]', False),
+        ('["aibridge", "serve", "--host", "fly-local-6pn"]', False),
+        ('["aibridge", "serve"]', False),
+        ('["uvicorn", "web:app", "--host", "::", "--port", "8080"]', False),
+        ('["gunicorn", "--bind", "[::]:8080", "web:app"]', False),
+        ('["gunicorn", "--bind", "fly-local-6pn:8080", "web:app"]', False),
+        ('["aibridge", "serve", "--host", "::1"]', True),
+        ('["uvicorn", "web:app", "--host", "[::1]", "--port", "8080"]', True),
+    ],
+)
+def test_bind_rules_accept_the_6pn_addresses(tmp_path: Path, cmd: str, flagged: bool) -> None:
+    (tmp_path / "fly.toml").write_text('app = "x"\n[http_service]\n  internal_port = 8080\n')
+    (tmp_path / "Dockerfile").write_text(f"FROM python:3.12-slim\nEXPOSE 8080\nCMD {cmd}\n")
+    hits = found(tmp_path, "XF103")
+    assert bool(hits) is flagged, hits
+    if flagged:
+        assert "bind :: (dual-stack, also reachable over 6PN) or 0.0.0.0" in hits[0][1]
