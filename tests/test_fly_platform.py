@@ -178,7 +178,7 @@ DOCKER = (
             'auto_stop_machines = "stop"',
             '[[vm]]\npersist_rootfs = "restart"',
             "",
-            (Severity.WARNING, "every deploy resets it"),
+            (Severity.WARNING, "not reliably across deploys"),
         ),
         (
             "",

@@ -300,7 +300,8 @@ def _store_durability(doc: FlyDocument, stage: Stage | None, env: dict[str, str]
     if persist == "restart":
         message = (
             f'the SQLite store in {shown} is on the root filesystem: persist_rootfs = "restart" keeps it '
-            "across stops and restarts, but every deploy resets it"
+            "across stops and restarts, but not reliably across deploys (machine updates), a host failure "
+            "or a replaced machine, and it has no snapshots"
         )
         yield "XF108", where, message, Severity.WARNING
         return
