@@ -181,7 +181,7 @@ def test_volume_entrypoint_chowns_a_root_owned_dir_and_runs_cmd_as_1001(tmp_path
             [("fly.toml", "XF106")],
             "kill_timeout",
         ),
-        ("web:app", _docker('"--host", "0.0.0.0", ', ""), [("Dockerfile", "XF103")], 'CMD ["uvicorn"'),
+        ("web:app", _docker('"--host", "::", ', ""), [("Dockerfile", "XF103")], 'CMD ["uvicorn"'),
         ("web:app", _docker('"--port", "8080", ', ""), [("fly.toml", "XF102")], "internal_port"),
         (
             "web:app",

@@ -213,7 +213,7 @@ def render_dockerfile(opts: InitOptions) -> str:
         )
         drain = _DEFAULTS["AI_BRIDGE_SHUTDOWN_TIMEOUT_S"]
         cmd = (
-            f'["uvicorn", "{opts.asgi}", "--host", "0.0.0.0", "--port", "{opts.port}", '
+            f'["uvicorn", "{opts.asgi}", "--host", "::", "--port", "{opts.port}", '
             f'"--proxy-headers", "--timeout-graceful-shutdown", "{drain}"]'
         )
         expose, copy_app, workdir = (
