@@ -18,7 +18,7 @@ from support import free_port, wait_http_ok
 
 def test_defaults_are_those_of_the_fly_deployment() -> None:
     config = BridgeConfig.from_env({})
-    assert (config.host, config.port) == ("0.0.0.0", 8080)
+    assert (config.host, config.port) == ("::", 8080)
     assert config.history_limit == 1000
     assert config.max_queue == 2000
     assert config.client_ttl_ms == 900_000

@@ -357,7 +357,8 @@ def test_validate_runs_first_and_errors_refuse_the_deploy(tmp_path: Path) -> Non
     calls_before = len(fake.calls())
     refused = run_aibridge(_deploy(config), fake.env(), tmp_path)
     assert refused.returncode == 2
-    assert f"error: {config} has 1 error, 0 warnings (first: {config}:14:3 FLY108" in refused.stderr
+    line = next(n for n, t in enumerate(config.read_text().splitlines(), 1) if "sideways" in t)
+    assert f"error: {config} has 1 error, 0 warnings (first: {config}:{line}:3 FLY108" in refused.stderr
     assert "pass --force to deploy anyway" in refused.stderr
     assert len(fake.calls()) == calls_before
     forced = run_aibridge([*_deploy(config, "--force", "--no-verify"), "--json"], fake.env(), tmp_path)

@@ -234,7 +234,7 @@ def test_init_asgi_and_volume_variants_validate(project: Path) -> None:
     assert result.exit_code == 0, result.output
     text = (project / "fly.toml").read_text()
     assert 'primary_region = "ams"' in text and 'destination = "/data"' in text
-    assert '"uvicorn", "web.main:app", "--host", "0.0.0.0"' in (project / "Dockerfile").read_text()
+    assert '"uvicorn", "web.main:app", "--host", "::"' in (project / "Dockerfile").read_text()
     assert runner.invoke(app, ["validate", "--strict"]).exit_code == 0
 
 

@@ -17,7 +17,7 @@ import websockets
 from aibridge import __version__
 from aibridge.errors import ConfigError
 from aibridge.server.config import BridgeConfig
-from aibridge.server.metrics import BridgeMetrics, memory_limit_bytes, serve_metrics
+from aibridge.server.metrics import BridgeMetrics, memory_limit, memory_limit_bytes, serve_metrics
 from obs_app import run_obs_app
 from support import Samples, require_binary, run_bridge, scrape, value
 
@@ -66,28 +66,61 @@ def test_duration_histogram_has_exactly_the_half_second_bucket(tmp_path: Path) -
     assert half == 2  # this request + the readiness poll
 
 
+def _mem_total() -> int:
+    line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal:"))
+    return int(line.split()[1]) * 1024
+
+
 def test_memory_limit_is_read_from_the_cgroup_at_each_scrape(tmp_path: Path) -> None:
     cgroup = tmp_path / "cgroup"
     cgroup.mkdir()
     (cgroup / "memory.max").write_text("536870912\n")
     with run_obs_app(tmp_path, {"AI_BRIDGE_CGROUP_DIR": str(cgroup)}) as app:
-        assert value(scrape(app.metrics_url), "aibridge_memory_limit_bytes") == 536870912
+        assert value(scrape(app.metrics_url), "aibridge_memory_limit_bytes", source="cgroup") == 536870912
         (cgroup / "memory.max").write_text("max\n")
         samples = scrape(app.metrics_url)
-    assert not any(name == "aibridge_memory_limit_bytes" for name, _ in samples)
+    # No cgroup limit (a Fly Machine): what the VM has, from the real /proc/meminfo.
+    assert value(samples, "aibridge_memory_limit_bytes", source="meminfo") == _mem_total()
+    assert value(samples, "aibridge_memory_limit_bytes", source="cgroup") is None
 
 
-def test_memory_limit_v1_v2_and_unlimited(tmp_path: Path) -> None:
-    assert memory_limit_bytes(tmp_path / "missing") is None
-    (tmp_path / "memory").mkdir()
-    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("268435456\n")
-    assert memory_limit_bytes(tmp_path) == 268435456  # cgroup v1
-    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
-    assert memory_limit_bytes(tmp_path) is None  # v1 "unlimited"
-    (tmp_path / "memory.max").write_text("1073741824\n")
-    assert memory_limit_bytes(tmp_path) == 1073741824  # v2 wins
-    (tmp_path / "memory.max").write_text("max\n")
-    assert memory_limit_bytes(tmp_path) is None
+def _fake_proc(tmp_path: Path, cgroup_lines: str, mem_total_kb: int | None = 501_844) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text(cgroup_lines)
+    if mem_total_kb is not None:
+        (proc / "meminfo").write_text(f"MemTotal:       {mem_total_kb} kB\nMemFree:  1000 kB\n")
+    return proc
+
+
+def test_memory_limit_reads_the_process_own_cgroup_not_the_mount_root(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    own = root / "system.slice" / "aibridge.service"
+    own.mkdir(parents=True)
+    (root / "memory.max").write_text(f"{8 << 30}\n")  # the mount root: some other, bigger limit
+    (own / "memory.max").write_text(f"{256 << 20}\n")
+    proc = _fake_proc(tmp_path, "0::/system.slice/aibridge.service\n")
+    assert memory_limit(root, proc) == (256 << 20, "cgroup")
+    # Unlimited itself, but a parent caps it: the parent's limit binds.
+    (own / "memory.max").write_text("max\n")
+    (root / "system.slice" / "memory.max").write_text(f"{512 << 20}\n")
+    assert memory_limit(root, proc) == (512 << 20, "cgroup")
+
+
+def test_memory_limit_cgroup_v1_then_meminfo_then_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    (root / "memory" / "docker" / "abc").mkdir(parents=True)
+    limit_file = root / "memory" / "docker" / "abc" / "memory.limit_in_bytes"
+    limit_file.write_text("268435456\n")
+    proc = _fake_proc(tmp_path, "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/docker/abc\n")
+    assert memory_limit(root, proc) == (268435456, "cgroup")  # cgroup v1
+    limit_file.write_text("9223372036854771712\n")  # v1 "unlimited": a page-rounded LONG_MAX
+    # A 512 MB Fly Machine: no cgroup limit, MemTotal a little under 512 MiB.
+    assert memory_limit(root, proc) == (501_844 * 1024, "meminfo")
+    assert memory_limit_bytes(root, proc) == 501_844 * 1024
+    (proc / "meminfo").unlink()
+    assert memory_limit(root, proc) is None
+    assert memory_limit(tmp_path / "missing", tmp_path / "no-proc") is None
 
 
 def test_startup_duration_build_info_and_process_metrics(tmp_path: Path) -> None:

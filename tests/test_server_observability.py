@@ -129,9 +129,12 @@ def test_memory_limit_is_read_from_the_cgroup_dir_and_token_is_redacted(tmp_path
     (cgroup / "memory.max").write_text("536870912\n")
     env = {"AI_BRIDGE_CGROUP_DIR": str(cgroup), "AI_BRIDGE_AUTH_TOKEN": TOKEN}
     with run_bridge(tmp_path, env) as bridge:
-        assert value(scrape(bridge.metrics_url), "aibridge_memory_limit_bytes") == 512 * 1024 * 1024
+        samples = scrape(bridge.metrics_url)
+        assert value(samples, "aibridge_memory_limit_bytes", source="cgroup") == 512 * 1024 * 1024
         (cgroup / "memory.max").write_text("max\n")  # read at scrape time: unlimited now
-        assert value(scrape(bridge.metrics_url), "aibridge_memory_limit_bytes") is None
+        samples = scrape(bridge.metrics_url)
+        assert value(samples, "aibridge_memory_limit_bytes", source="cgroup") is None
+        assert value(samples, "aibridge_memory_limit_bytes", source="meminfo")  # the VM's MemTotal
         log = bridge.log()
     startup = next(line for line in log.splitlines() if " starting: " in line)
     assert f"aibridge {__version__} starting:" in startup and "auth_token=***" in startup

@@ -37,8 +37,18 @@ def init(
         str | None, typer.Option(help="Serve any ASGI app MODULE:APP with uvicorn instead of the bridge.")
     ] = None,
     volume: Annotated[
-        bool, typer.Option(help="Add a volume at /data and use the durable SQLite store.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--volume/--no-volume",
+            help="Mount a Fly volume at /data (default for the bridge: its SQLite store lives there; "
+            "--no-volume loses queues and history on every stop). With --asgi: off unless given.",
+            show_default=False,
+        ),
+    ] = None,
+    health_path: Annotated[
+        str | None,
+        typer.Option(help="With --asgi: the app's health check path (no check at all without it)."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the diff, write nothing.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing Dockerfile and .dockerignore.")] = False,
     monitoring: Annotated[
@@ -48,9 +58,10 @@ def init(
 ) -> None:
     def call() -> None:
         from aibridge.fly.generate import init_project, options_for
+        from aibridge.fly.templates import NO_VOLUME_LOSS
 
         here = Path.cwd()
-        opts = options_for(here, app_name, region, memory, asgi, volume)
+        opts = options_for(here, app_name, region, memory, asgi, volume, health_path)
         keep = tuple(k for k, given in (("app", app_name), ("primary_region", region)) if given is None)
         result = init_project(here, opts, dry_run=dry_run, force=force, keep=keep)
         if dry_run:
@@ -68,6 +79,16 @@ def init(
             from aibridge.cli.monitoring import write_monitoring
 
             write_monitoring(here / "monitoring", opts.app, None, force)
+        if opts.asgi is None and not opts.volume:
+            console.print(f"no volume: {NO_VOLUME_LOSS}", highlight=False, soft_wrap=True)
+        if opts.asgi is None and not opts.from_source:
+            console.print(
+                f"image: installs aibridge=={opts.version} from the package index (not this directory)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for note in result.notes:
+            console.print(f"warning: {note}", highlight=False, soft_wrap=True)
         console.print("next: aibridge validate && aibridge deploy", highlight=False)
 
     run_command(call)

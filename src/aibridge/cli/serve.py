@@ -20,7 +20,7 @@ from aibridge.server.envfile import environment_with_file
 )
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Address to bind (env AI_BRIDGE_HOST, default 0.0.0.0).")
+        str | None, typer.Option(help="Address to bind (env AI_BRIDGE_HOST, default :: (dual-stack)).")
     ] = None,
     port: Annotated[
         int | None, typer.Option(help="Port for HTTP and WebSocket (env PORT, default 8080).")

@@ -388,7 +388,7 @@ _RULES = (
         "XF103",
         E,
         "The server binds a loopback address (unreachable from Fly's proxy)",
-        "Bind 0.0.0.0 (uvicorn --host 0.0.0.0).",
+        "Bind :: (dual-stack; Fly's 6PN is IPv6 only) or 0.0.0.0 (uvicorn --host ::).",
         Why.PLATFORM,
     ),
     Rule(
@@ -418,6 +418,25 @@ _RULES = (
         "The Dockerfile HEALTHCHECK probes another path than fly.toml's check",
         "Probe the same path.",
         Why.SURPRISE,
+    ),
+    Rule(
+        "XF108",
+        E,
+        "The bridge's SQLite store is on the root filesystem Fly resets (no volume at AI_BRIDGE_DATA_DIR)",
+        'Mount a volume there ([[mounts]] destination = "/data", AI_BRIDGE_DATA_DIR = "/data"; '
+        "`aibridge init` writes both). Or AI_BRIDGE_REDIS_URL: Redis holds everything (what survives is "
+        'then Redis\'s persistence, at a network hop per write). Or AI_BRIDGE_STORE = "memory": nothing '
+        "survives a stop, by choice.",
+        Why.PLATFORM,
+        lesser=Why.SURPRISE,
+    ),
+    Rule(
+        "XF109",
+        E,
+        "[[mounts]] with a non-root USER and no ownership fix: the app cannot write its volume",
+        "Start as root, chown the mount point, then drop to the app user (setpriv, gosu, su-exec); "
+        "`aibridge init --volume` writes that entrypoint.",
+        Why.PLATFORM,
     ),
 )
 

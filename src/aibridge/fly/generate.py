@@ -16,7 +16,7 @@ from aibridge.errors import ConfigError, FileReadError, UsageError
 from aibridge.fly.model import read_text
 from aibridge.fly.templates import InitOptions, render_dockerfile, render_dockerignore, render_fly_toml
 
-__all__ = ("InitResult", "PlannedFile", "init_project", "merge_fly_toml", "options_for")
+__all__ = ("InitResult", "PlannedFile", "in_source_tree", "init_project", "merge_fly_toml", "options_for")
 
 Action = Literal["create", "merge", "replace", "keep", "unchanged"]
 
@@ -37,6 +37,8 @@ class PlannedFile:
 class InitResult:
     files: list[PlannedFile] = field(default_factory=list)
     written: bool = False
+    notes: list[str] = field(default_factory=list)
+    """What the user must know about the result (a kept Dockerfile that cannot write the volume)."""
 
     def diff(self) -> str:
         """Unified diff of every change (what --dry-run prints)."""
@@ -57,9 +59,14 @@ def options_for(
     region: str | None,
     memory_mb: int,
     asgi: str | None,
-    volume: bool,
+    volume: bool | None,
+    health_path: str | None = None,
 ) -> InitOptions:
-    """Check the CLI options; the app name defaults to the existing one, else the directory's name."""
+    """Check the CLI options; the app name defaults to the existing one, else the directory's name.
+
+    The bridge gets a volume unless ``volume`` is False; an ASGI app only when it is True. An
+    ASGI app gets a health check only at ``health_path``: no check beats one that always fails.
+    """
     if app is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", app):
         raise UsageError(f"--app {app!r}: use 3-63 lowercase letters, digits and dashes")
     if region is not None and not re.fullmatch(r"[a-z]{3}", region):
@@ -68,10 +75,35 @@ def options_for(
         raise UsageError(f"--memory {memory_mb}: expected a multiple of 256 MB between 256 and 131072")
     if asgi is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", asgi):
         raise UsageError(f"--asgi {asgi!r}: expected MODULE:APP, e.g. myapp.main:app")
+    if health_path is not None and not re.fullmatch(r"/[\w\-./~%?=&]*", health_path):
+        raise UsageError(f"--health-path {health_path!r}: expected a URL path starting with /, e.g. /healthz")
+    if asgi is None and health_path not in (None, "/health"):
+        raise UsageError(f"--health-path {health_path}: the bridge serves its health check on /health")
     if app is None:
         slug = re.sub(r"[^a-z0-9]+", "-", directory.resolve().name.lower()).strip("-")
         app = slug if len(slug) >= 3 else "aibridge"
-    return InitOptions(app=app, region=region or "sjc", memory_mb=memory_mb, asgi=asgi, volume=volume)
+    return InitOptions(
+        app=app,
+        region=region or "sjc",
+        memory_mb=memory_mb,
+        asgi=asgi,
+        volume=volume if volume is not None else asgi is None,
+        health_path="/health" if asgi is None else health_path,
+        from_source=in_source_tree(directory),
+    )
+
+
+def in_source_tree(directory: Path) -> bool:
+    """Whether ``directory`` is aibridge's own checkout (its pyproject names aibridge, src/ holds it)."""
+    import tomllib
+
+    if not (directory / "src" / "aibridge" / "__init__.py").is_file():
+        return False
+    try:
+        project = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return bool(project.get("project", {}).get("name") == "aibridge")
 
 
 def _merge_table(ours: Any, theirs: Any) -> None:
@@ -112,6 +144,28 @@ def merge_fly_toml(
     return tomlkit.dumps(theirs)
 
 
+def _kept_dockerfile_notes(result: InitResult) -> list[str]:
+    """A kept Dockerfile that cannot write the root-owned volume: say so (validate says XF109)."""
+    from aibridge.fly.dockerfile import DockerfileSyntaxError, parse_dockerfile
+    from aibridge.fly.rules_cross import volume_unwritable
+
+    kept = next((f for f in result.files if f.path.name == "Dockerfile" and f.action == "keep"), None)
+    if kept is None or kept.old is None:
+        return []
+    try:
+        model = parse_dockerfile(kept.old, str(kept.path))
+    except DockerfileSyntaxError:  # validate reports it
+        return []
+    stage = model.stage(None)
+    problem = volume_unwritable(stage, "/data") if stage is not None else None
+    if problem is None:
+        return []
+    return [
+        f"{kept.path.name} kept, but {problem}: add the privilege drop (chown /data, then setpriv to the "
+        "app user) or run `aibridge init --volume --force` to replace it"
+    ]
+
+
 def init_project(
     directory: Path,
     opts: InitOptions,
@@ -143,6 +197,8 @@ def init_project(
             action = "unchanged" if old == new else action
             new = old if old is not None else new
         result.files.append(PlannedFile(path, action, old, new))
+    if opts.volume:
+        result.notes += _kept_dockerfile_notes(result)
     if not dry_run:
         for planned in result.files:
             if planned.changes:

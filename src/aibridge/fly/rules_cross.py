@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from aibridge.fly.model import FlyDocument
 from aibridge.fly.rules_docker import program
 from aibridge.server.config import SETTINGS
 
-__all__ = ("Served", "check_cross", "served_by")
+__all__ = ("Served", "check_cross", "served_by", "volume_unwritable")
 
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -161,11 +162,14 @@ def _rules(doc: FlyDocument, stage: Stage | None, served: Served | None) -> Iter
         yield (
             "XF103",
             None,
-            f"{served.program} binds {served.host}{default}: Fly's proxy cannot reach it; bind 0.0.0.0",
+            f"{served.program} binds {served.host}{default}: Fly's proxy cannot reach it; "
+            "bind :: (dual-stack, also reachable over 6PN) or 0.0.0.0",
             None,
         )
+    yield from _volume_owner(doc, stage)
     if served.program != "aibridge":
         return
+    yield from _store_durability(doc, stage, {**(stage.env() if stage else {}), **cfg.env})
     for path, metrics_port, metrics_path in cfg.metrics:
         if metrics_port != served.metrics_port or (metrics_path or "/metrics") != served.metrics_path:
             yield (
@@ -217,3 +221,102 @@ def _healthcheck(fly_path: str | None, stage: Stage | None) -> Iterator[Hit]:
             f"HEALTHCHECK probes {match.group(1)}, fly.toml's check probes {fly_path}",
             None,
         )
+
+
+def volume_unwritable(stage: Stage, destination: str) -> str | None:
+    """Why the app in ``stage`` cannot write a Fly volume at ``destination``, or None if it can.
+
+    A new Fly volume is an ext4 device mounted root-owned over the image's directory, so a
+    ``RUN chown`` in the image does not help: the process must start as root, chown the mount,
+    then drop privileges (what ``aibridge init --volume`` writes).
+    """
+    user = stage.last("USER")
+    name = user.value[0].split(":")[0] if user and user.value else "root"
+    argv, _, _ = process_argv(stage)
+    script = " ".join(argv)
+    dropped = unwrap(argv).user
+    if name not in ("root", "0"):
+        return (
+            f"USER {name} with no ownership fix: the volume at {destination} is root-owned on Fly, "
+            "so the app cannot write it"
+        )
+    if dropped is not None and dropped not in ("root", "0") and "chown" not in script:
+        return (
+            f"the entrypoint drops to {dropped} without chowning {destination}: the root-owned "
+            "volume stays unwritable to the app"
+        )
+    return None
+
+
+def _volume_owner(doc: FlyDocument, stage: Stage | None) -> Iterator[Hit]:
+    if stage is None:
+        return
+    for mount in doc.config.mounts:
+        problem = volume_unwritable(stage, mount.destination or "/data")
+        if problem is not None:
+            yield "XF109", (*mount.path, "destination"), problem, None
+
+
+def _inside(path: str, root: str) -> bool:
+    root = posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _persist_rootfs(doc: FlyDocument) -> str:
+    """``[[vm]] persist_rootfs`` of the VM that applies to every group (fly-go MachineGuest)."""
+    vms = doc.data.get("vm", doc.data.get("compute"))
+    tables = [vms] if isinstance(vms, dict) else [t for t in vms or [] if isinstance(t, dict)]
+    general = next((t for t in tables if not t.get("processes")), tables[0] if tables else {})
+    value = general.get("persist_rootfs", "never")
+    return value if isinstance(value, str) else "never"
+
+
+def _store_durability(doc: FlyDocument, stage: Stage | None, env: dict[str, str]) -> Iterator[Hit]:
+    """XF108: the SQLite store on the root filesystem, which Fly resets (fly.io/docs/apps/restart)."""
+    if env.get("AI_BRIDGE_REDIS_URL") or env.get("AI_BRIDGE_STORE", _DEFAULTS["AI_BRIDGE_STORE"]) != "sqlite":
+        return
+    data_dir = env.get("AI_BRIDGE_DATA_DIR") or _DEFAULTS["AI_BRIDGE_DATA_DIR"] or "./data"
+    workdir = "/"
+    for instruction in stage.all("WORKDIR") if stage else []:
+        workdir = posixpath.join(workdir, instruction.value[0]) if instruction.value else workdir
+    absolute = posixpath.normpath(posixpath.join(workdir, data_dir))
+    cfg = doc.config
+    if any(m.destination and _inside(absolute, m.destination) for m in cfg.mounts):
+        return
+    services = [cfg.http_service] if cfg.http_service else list(cfg.services)
+    auto_stop = next((s.auto_stop for s in services if s.auto_stop not in (None, "off")), None)
+    raw = doc.data.get("http_service")
+    minimum = raw.get("min_machines_running") if isinstance(raw, dict) else None
+    shown = data_dir if absolute == data_dir else f"{data_dir} (= {absolute})"
+    persist = _persist_rootfs(doc)
+    where = ("env", "AI_BRIDGE_DATA_DIR") if "AI_BRIDGE_DATA_DIR" in cfg.env else ()
+    if persist == "always":
+        message = (
+            f'the SQLite store in {shown} is on the root filesystem: persist_rootfs = "always" keeps it '
+            "across stops and deploys, but not a host failure or a replaced machine, and it has no snapshots"
+        )
+        yield "XF108", where, message, Severity.WARNING
+        return
+    if persist == "restart":
+        message = (
+            f'the SQLite store in {shown} is on the root filesystem: persist_rootfs = "restart" keeps it '
+            "across stops and restarts, but not reliably across deploys (machine updates), a host failure "
+            "or a replaced machine, and it has no snapshots"
+        )
+        yield "XF108", where, message, Severity.WARNING
+        return
+    lost = "queued envelopes, history and unacknowledged deliveries"
+    if auto_stop is not None or minimum == 0:
+        why = f'auto_stop_machines = "{auto_stop}"' if auto_stop else "min_machines_running = 0"
+        message = (
+            f"the SQLite store in {shown} is on the root filesystem, which Fly resets on every stop, "
+            f"restart and deploy; with {why} an idle machine stops and loses its {lost}"
+        )
+        at: Path = ("http_service", "auto_stop_machines") if auto_stop and cfg.http_service else where
+        yield "XF108", at, message, None
+    else:
+        message = (
+            f"the SQLite store in {shown} is on the root filesystem, which Fly resets on every restart "
+            f"and deploy: each one loses the {lost}"
+        )
+        yield "XF108", where, message, Severity.WARNING

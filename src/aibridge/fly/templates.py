@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from aibridge import __version__
 from aibridge.server.config import SETTINGS
 
 __all__ = (
+    "NO_VOLUME_LOSS",
     "PYTHON_IMAGE",
     "VOLUME_ENTRYPOINT",
     "InitOptions",
@@ -40,6 +42,10 @@ VOLUME_ENTRYPOINT = (
     'chown 1001:1001 /data && exec setpriv --reuid=1001 --regid=1001 --clear-groups -- "$@"',
     "sh",
 )
+NO_VOLUME_LOSS = (
+    "queued envelopes, history and unacknowledged deliveries are in memory and lost on every stop "
+    "(auto-stop stops an idle machine), restart, deploy and host failure"
+)
 _VOLUME_NOTE = """# A new Fly volume is mounted owned by root, which the app user cannot write. So this image
 # starts as root: the entrypoint gives /data to UID 1001 (the mount point only, not recursively:
 # what is inside was written by 1001, and walking a full volume would slow every boot), then
@@ -55,8 +61,13 @@ class InitOptions:
     memory_mb: int = 512
     asgi: str | None = None
     """``MODULE:APP`` of any ASGI app (served by uvicorn), or None for the aibridge server."""
-    volume: bool = False
-    health_path: str = "/health"
+    volume: bool = True
+    """Mount a Fly volume at /data (the bridge keeps its SQLite store there)."""
+    health_path: str | None = "/health"
+    """Path of the HTTP health check; None writes no check at all (``--asgi`` without ``--health-path``)."""
+    from_source: bool = True
+    """Build the bridge from this source tree; False installs ``aibridge==<version>`` from the index."""
+    version: str = __version__
 
     @property
     def port(self) -> int:
@@ -70,8 +81,9 @@ class InitOptions:
 def render_fly_toml(opts: InitOptions) -> str:
     drain = _DEFAULTS["AI_BRIDGE_SHUTDOWN_TIMEOUT_S"]
     env = {key: _DEFAULTS[key] for key in _ENV_KEYS} if opts.asgi is None else {}
-    if opts.volume and opts.asgi is None:
-        env |= {"AI_BRIDGE_STORE": "sqlite", "AI_BRIDGE_DATA_DIR": "/data"}
+    if opts.asgi is None:
+        store = {"AI_BRIDGE_STORE": "sqlite", "AI_BRIDGE_DATA_DIR": "/data"}
+        env |= store if opts.volume else {"AI_BRIDGE_STORE": "memory"}
     lines = [
         f"# fly.toml for {opts.asgi or 'the aibridge agent bridge'}, written by `aibridge init`.",
         "# Check it offline with `aibridge validate`, deploy it with `aibridge deploy` (or `fly deploy`).",
@@ -95,10 +107,18 @@ def render_fly_toml(opts: InitOptions) -> str:
     lines += ['  strategy = "rolling"', ""]
     if env:
         lines.append("[env]")
-        if not opts.volume and opts.asgi is None:
+        if opts.asgi is None and opts.volume:
             lines += [
-                "  # Queues and history are in SQLite under ./data, on the machine's root disk, which a",
-                "  # deploy replaces: `aibridge init --volume` keeps them, or set AI_BRIDGE_REDIS_URL.",
+                "  # The SQLite store is on the volume at /data: Fly resets the root filesystem on every",
+                "  # stop, restart and deploy, the volume survives them (not its host's failure: README",
+                '  # "Durability"). One volume per machine: more than one machine needs AI_BRIDGE_REDIS_URL.',
+            ]
+        elif opts.asgi is None:
+            lines += [
+                "  # No volume (`aibridge init --no-volume`): queued envelopes, history and unacknowledged",
+                "  # deliveries are in memory and lost on every stop (auto-stop stops an idle machine),",
+                "  # restart, deploy and host failure. `aibridge init` (with its volume) or",
+                "  # AI_BRIDGE_REDIS_URL keeps them.",
             ]
         lines += [*(f'  {key} = "{value}"' for key, value in env.items()), ""]
     lines += [
@@ -114,13 +134,7 @@ def render_fly_toml(opts: InitOptions) -> str:
         "    hard_limit = 1000",
         "    soft_limit = 500",
         "",
-        "  [[http_service.checks]]",
-        '    method = "GET"',
-        f'    path = "{opts.health_path}"',
-        '    grace_period = "30s"',
-        '    interval = "15s"',
-        '    timeout = "10s"',
-        '    headers = { User-Agent = "fly-health-check" }',
+        *_fly_check(opts),
         "",
         "[[vm]]",
         '  cpu_kind = "shared"',
@@ -139,7 +153,30 @@ def render_fly_toml(opts: InitOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fly_check(opts: InitOptions) -> list[str]:
+    if opts.health_path is None:
+        return [
+            "  # No health check: pass `--health-path /your/health` to `aibridge init` for one.",
+            "  # A guessed path would fail every check and stall each deploy.",
+        ]
+    return [
+        "  [[http_service.checks]]",
+        '    method = "GET"',
+        f'    path = "{opts.health_path}"',
+        '    grace_period = "30s"',
+        '    interval = "15s"',
+        '    timeout = "10s"',
+        '    headers = { User-Agent = "fly-health-check" }',
+    ]
+
+
 def _healthcheck(opts: InitOptions) -> str:
+    if opts.health_path is None:
+        return (
+            "# No health check was named (`aibridge init --health-path` adds one here and in fly.toml):\n"
+            "# none at all is better than a guessed path that always fails.\n"
+            "HEALTHCHECK NONE"
+        )
     url = f"http://127.0.0.1:{opts.port}{opts.health_path}"
     probe = f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"
     return (
@@ -150,10 +187,16 @@ def _healthcheck(opts: InitOptions) -> str:
 
 
 def render_dockerfile(opts: InitOptions) -> str:
-    if opts.asgi is None:
+    if opts.asgi is None and opts.from_source:
         build = (
             "COPY pyproject.toml README.md ./\nCOPY src ./src\nRUN /opt/venv/bin/pip install --no-cache-dir ."
         )
+    elif opts.asgi is None:
+        build = (
+            "# aibridge from the package index, pinned to the version of `aibridge init` that wrote this.\n"
+            f'RUN /opt/venv/bin/pip install --no-cache-dir "aibridge=={opts.version}"'
+        )
+    if opts.asgi is None:
         cmd, expose, copy_app, workdir = (
             '["aibridge", "serve"]',
             f"{opts.port} {opts.metrics_port}",
@@ -170,7 +213,7 @@ def render_dockerfile(opts: InitOptions) -> str:
         )
         drain = _DEFAULTS["AI_BRIDGE_SHUTDOWN_TIMEOUT_S"]
         cmd = (
-            f'["uvicorn", "{opts.asgi}", "--host", "0.0.0.0", "--port", "{opts.port}", '
+            f'["uvicorn", "{opts.asgi}", "--host", "::", "--port", "{opts.port}", '
             f'"--proxy-headers", "--timeout-graceful-shutdown", "{drain}"]'
         )
         expose, copy_app, workdir = (
@@ -179,7 +222,7 @@ def render_dockerfile(opts: InitOptions) -> str:
             "/app",
         )
     user, mkdir, entrypoint = "USER 1001\n", "", 'ENTRYPOINT ["tini", "--"]'
-    if opts.volume and opts.asgi is None:
+    if opts.volume:
         user, mkdir = "", " \\\n && mkdir /data"
         entrypoint = _VOLUME_NOTE + "ENTRYPOINT " + json.dumps(VOLUME_ENTRYPOINT)
     return f"""# syntax=docker/dockerfile:1

@@ -101,7 +101,14 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("AI_BRIDGE_HOST", "host", "address", "0.0.0.0", "Address to bind (overridden by --host).", _text),
+    Setting(
+        "AI_BRIDGE_HOST",
+        "host",
+        "address",
+        "::",
+        "Address to bind (overridden by --host); :: is dual-stack (IPv4 too), for Fly's IPv6 6PN.",
+        _text,
+    ),
     Setting("PORT", "port", "port", "8080", "HTTP + WebSocket port (overridden by --port).", _int(0, 65535)),
     Setting(
         "AI_BRIDGE_AUTH_TOKEN",
@@ -380,7 +387,7 @@ PORT_ALIASES = ("AI_BRIDGE_PORT", "AI_BRIDGE_HTTP_PORT")
 class BridgeConfig:
     """Typed configuration of one bridge process. Build it with :meth:`from_env`."""
 
-    host: str = "0.0.0.0"
+    host: str = "::"
     port: int = 8080
     auth_token: str | None = None
     auth_timeout_ms: int = 5000

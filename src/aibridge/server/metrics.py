@@ -45,6 +45,7 @@ __all__ = (
     "MetricsMiddleware",
     "MetricsServer",
     "PrometheusEvents",
+    "memory_limit",
     "memory_limit_bytes",
     "metrics_app",
     "seconds_since_process_start",
@@ -77,17 +78,76 @@ def seconds_since_process_start(proc: str = "/proc") -> float | None:
         return None
 
 
-def memory_limit_bytes(cgroup_dir: str | os.PathLike[str]) -> int | None:
-    """The cgroup memory limit (v2 ``memory.max``, else v1), or ``None`` when unlimited or absent."""
-    for relative in ("memory.max", "memory/memory.limit_in_bytes"):
-        try:
-            raw = Path(cgroup_dir, relative).read_text().strip()
-        except OSError:
-            continue
-        if raw == "max" or not raw.isdigit() or int(raw) >= _UNLIMITED_V1:
-            return None
-        return int(raw)
+def _own_cgroups(proc: str) -> tuple[str | None, str | None]:
+    """This process's cgroup v2 path and v1 memory-controller path, from ``/proc/self/cgroup``."""
+    v2 = v1 = None
+    try:
+        lines = Path(proc, "self", "cgroup").read_text().splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            v2 = path
+        elif "memory" in controllers.split(","):
+            v1 = path
+    return v2, v1
+
+
+def _read_limit(file: Path) -> int | None:
+    try:
+        raw = file.read_text().strip()
+    except OSError:
+        return None
+    if raw == "max" or not raw.isdigit() or int(raw) >= _UNLIMITED_V1:
+        return None
+    return int(raw)
+
+
+def _tightest(root: Path, path: str, name: str) -> int | None:
+    """The smallest limit ``name`` on ``path`` or any ancestor below ``root`` (a parent's cap binds too)."""
+    parts = [p for p in path.split("/") if p and p != ".."]
+    limits = [
+        limit
+        for depth in range(len(parts), -1, -1)
+        if (limit := _read_limit(root.joinpath(*parts[:depth], name))) is not None
+    ]
+    return min(limits) if limits else None
+
+
+def memory_limit(
+    cgroup_dir: str | os.PathLike[str] = "/sys/fs/cgroup", proc: str | os.PathLike[str] = "/proc"
+) -> tuple[int, str] | None:
+    """(bytes, source) this process may use: its own cgroup's limit, else the VM's MemTotal.
+
+    The cgroup is the one ``/proc/self/cgroup`` names (v2 ``memory.max``, else v1
+    ``memory.limit_in_bytes``), not the mount root, which is the host's on a plain VM. A Fly
+    Machine is a Firecracker VM with no container runtime, so there is usually no limit at
+    all: then what the VM has (``MemTotal``, a little under the Machine's size) is the limit.
+    """
+    root = Path(cgroup_dir)
+    v2, v1 = _own_cgroups(str(proc))
+    limit = _tightest(root, v2, "memory.max") if v2 is not None else None
+    if limit is None and v1 is not None:
+        limit = _tightest(root / "memory", v1, "memory.limit_in_bytes")
+    if limit is not None:
+        return limit, "cgroup"
+    try:
+        for line in Path(proc, "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024, "meminfo"  # the kernel writes kB (KiB)
+    except (OSError, ValueError, IndexError):
+        pass
     return None
+
+
+def memory_limit_bytes(
+    cgroup_dir: str | os.PathLike[str], proc: str | os.PathLike[str] = "/proc"
+) -> int | None:
+    """The byte count of :func:`memory_limit`, or ``None`` when neither source can be read."""
+    found = memory_limit(cgroup_dir, proc)
+    return found[0] if found else None
 
 
 class _StateCollector(Collector):
@@ -131,11 +191,15 @@ class _StateCollector(Collector):
                 "1 while the store accepts writes, 0 while they fail (see /health `store`).",
                 value=0 if stats.failure else 1,
             )
-        limit = memory_limit_bytes(m.cgroup_dir) if m.cgroup_dir else None
-        if limit is not None:
-            yield GaugeMetricFamily(
-                "aibridge_memory_limit_bytes", "Memory limit of this machine's cgroup.", value=limit
+        found = memory_limit(m.cgroup_dir, m.proc_dir) if m.cgroup_dir else None
+        if found is not None:
+            gauge = GaugeMetricFamily(
+                "aibridge_memory_limit_bytes",
+                "Memory this process may use: its cgroup's limit, else the VM's MemTotal.",
+                labels=("source",),
             )
+            gauge.add_metric((found[1],), found[0])
+            yield gauge
         if m.startup_seconds is not None:
             yield GaugeMetricFamily(
                 "aibridge_startup_duration_seconds",
@@ -153,11 +217,13 @@ class BridgeMetrics:
         *,
         version: str,
         cgroup_dir: str | None = None,
+        proc_dir: str = "/proc",
         stats: Callable[[], StoreStats] | None = None,
         process: bool = True,
     ) -> None:
         self.version = version
         self.cgroup_dir = cgroup_dir
+        self.proc_dir = proc_dir
         self.stats = stats
         self.startup_seconds: float | None = None
         self.ws_open = 0

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from aibridge.errors import ConfigError
 from aibridge.server.asgi import ASGIApp, Receive, Scope, Send
+from aibridge.server.listen import bind_listener, display_host
 
 if TYPE_CHECKING:
     from aibridge.server.config import BridgeConfig
@@ -90,13 +89,7 @@ async def serve_metrics(config: BridgeConfig, metrics: BridgeMetrics) -> Metrics
     """
     if config.metrics_port == 0:
         return None
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    try:
-        sock = socket.create_server((config.host, config.metrics_port), family=family)
-    except OSError as exc:
-        raise ConfigError(
-            f"AI_BRIDGE_METRICS_PORT: cannot listen on {config.host}:{config.metrics_port}: {exc.strerror}"
-        ) from None
+    sock = bind_listener(config.host, config.metrics_port, prefix="AI_BRIDGE_METRICS_PORT: ")
     server = _NoSignalServer(
         uvicorn.Config(metrics_app(metrics), lifespan="off", access_log=False, log_config=None, ws="none")
     )
@@ -110,5 +103,5 @@ async def serve_metrics(config: BridgeConfig, metrics: BridgeMetrics) -> Metrics
         await asyncio.sleep(0.005)
     if task.done():
         task.result()  # surfaces whatever stopped it
-    log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    log.info("metrics on http://%s:%d/metrics", display_host(config.host), config.metrics_port)
     return MetricsServer(server, task)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
-import socket
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -25,13 +23,13 @@ from litestar import Litestar
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from aibridge import __version__
-from aibridge.errors import ConfigError
 from aibridge.server.app import server_stack
 from aibridge.server.config import BridgeConfig
 from aibridge.server.events import NullEvents
 from aibridge.server.http_protocol import bridge_http_protocol
 from aibridge.server.hub import Hub
 from aibridge.server.limits import prune_rate_limits
+from aibridge.server.listen import bind_listener, display_host
 from aibridge.server.logs import configure_logging, log_startup
 from aibridge.server.metrics import BridgeMetrics, MetricsServer, PrometheusEvents, serve_metrics
 from aibridge.server.store.base import Store
@@ -103,17 +101,6 @@ async def _observe(
             log.exception("pruning the rate limiter failed")
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); pick another --port/PORT") from None
-    sock.set_inheritable(True)
-    return sock
-
-
 class _Drain:
     """Turns signals into the two-phase drain; a second signal exits at once."""
 
@@ -134,7 +121,7 @@ async def _serve(config: BridgeConfig) -> None:
     await store.open()
     metrics_server: MetricsServer | None = None
     try:
-        sock = _bind(config.host, config.port)
+        sock = bind_listener(config.host, config.port, suffix="; pick another --port/PORT")
         port = int(sock.getsockname()[1])
         backplane: RedisBackplane | None = None
         if config.redis_url:
@@ -179,7 +166,7 @@ async def _serve(config: BridgeConfig) -> None:
         log.info(
             "aibridge %s serving on %s:%d (store %s)",
             __version__,
-            config.host,
+            display_host(config.host),
             port,
             "redis" if config.redis_url else config.store,
         )
