@@ -34,6 +34,7 @@ from aibridge.server.limits import prune_rate_limits
 from aibridge.server.logs import configure_logging, log_startup
 from aibridge.server.metrics import BridgeMetrics, MetricsServer, PrometheusEvents, serve_metrics
 from aibridge.server.store.base import Store
+from aibridge.server.wire import BridgeWebSocketProtocol
 from aibridge.server.ws import FRAME_OVERHEAD
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ async def _serve(config: BridgeConfig) -> None:
                 asgi,
                 loop="none",
                 http="httptools",
-                ws="websockets-sansio",
+                ws=BridgeWebSocketProtocol,  # uvicorn's websockets-sansio plus the hub's frame writer
                 ws_per_message_deflate=False,
                 ws_max_size=config.max_envelope_bytes + FRAME_OVERHEAD,
                 ws_ping_interval=ping,

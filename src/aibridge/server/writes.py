@@ -15,6 +15,8 @@ deferred write could be overtaken (see ``Hub._direct``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aibridge.errors import StoreError
@@ -27,6 +29,9 @@ Outcome = AcceptResult | QueueFullError | StoreError
 """What a deferred accept turned out to be."""
 
 _NOTHING_DROPPED = AcceptResult()
+
+log = logging.getLogger("aibridge.hub")
+_acks: set[asyncio.Future[int]] = set()
 
 
 class StoreWrites:
@@ -75,6 +80,23 @@ class StoreWrites:
             self._ack_later(recipient, envelope_ids)
         else:
             await self.store.ack(recipient, envelope_ids)
+
+    def ack_soon(self, recipient: str, envelope_ids: Sequence[str]) -> None:
+        """:meth:`ack` without awaiting: recorded now where the store allows, else in a task."""
+        if self._ack_later is not None:
+            self._ack_later(recipient, envelope_ids)
+            return
+        task = asyncio.ensure_future(self.store.ack(recipient, envelope_ids))
+        _acks.add(task)
+        task.add_done_callback(self._ack_done)
+
+    def _ack_done(self, task: asyncio.Future[int]) -> None:
+        _acks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            # A lost ack only redelivers (at least once), but it is never lost silently.
+            log.warning("acking delivered envelopes failed: %r", error)
+            self._settled(error if isinstance(error, StoreError) else StoreError(repr(error)))
 
     async def durable(self) -> None:
         """Return once everything recorded so far is committed (at once for other stores)."""

@@ -30,6 +30,7 @@ from aibridge.server.protocol import (
     parse_registration,
 )
 from aibridge.server.store.base import QueueFullError
+from aibridge.server.wire import WIRE
 
 __all__ = ("FRAME_OVERHEAD", "WebSocketEndpoint", "bearer_token", "origin_allowed", "tokens_equal")
 
@@ -84,9 +85,14 @@ class WebSocketEndpoint:
             status, error = refusal
             await _refuse(send, status, error)
             return
+        wire = scope.get("extensions", {}).get(WIRE)
+        if wire is None:  # served by another WebSocket protocol than `aibridge serve` sets up
+            log.error("agent socket refused: the server does not provide %r (run `aibridge serve`)", WIRE)
+            await _refuse(send, 500, "server misconfigured")
+            return
         await send({"type": "websocket.accept"})
         client = scope.get("client")
-        conn = Connection(send, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
+        conn = Connection(wire, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
         self.hub.attach(conn)
         self.events.ws_connected()
         opened = time.monotonic()
@@ -203,7 +209,7 @@ class WebSocketEndpoint:
             self.events.envelope("rejected")
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
         if conn.confirm:
-            await conn.write(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
+            conn.send_text(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
 
 
 def _envelope_id(frame: dict[str, Any]) -> dict[str, str]:
