@@ -100,6 +100,7 @@ class Connection:
         "peer",
         "replaying",
         "role",
+        "unconfirmed",
         "wire",
     )
 
@@ -113,6 +114,8 @@ class Connection:
         self.confirm = False
         self.replaying = False
         self.closed = False
+        self.unconfirmed = 0
+        """Envelopes of a confirming agent whose ``accepted`` waits for their commit."""
         self.meta: dict[str, Any] = {}
         self.connected_at = now_iso()
         self.last_seen = time.time()

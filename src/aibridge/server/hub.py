@@ -188,6 +188,17 @@ class Hub:
             await self.writes.durable()
         return routed
 
+    async def route_uncommitted(
+        self, envelope: Envelope, text: str
+    ) -> tuple[Routed, asyncio.Future[None] | None]:
+        """:meth:`route` (durable) without waiting: also the future its commit resolves, if pending.
+
+        A confirming agent's next frames need not wait for this one's commit: its ``accepted``
+        goes out when the commit lands, so one commit serves everything it sent meanwhile.
+        """
+        routed = await self._route(envelope, text, True)
+        return routed, self.writes.commit_pending()
+
     async def _route(self, envelope: Envelope, text: str, durable: bool) -> Routed:
         to = envelope["to"]
         if to is not None:

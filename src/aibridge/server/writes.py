@@ -98,6 +98,17 @@ class StoreWrites:
             log.warning("acking delivered envelopes failed: %r", error)
             self._settled(error if isinstance(error, StoreError) else StoreError(repr(error)))
 
+    def commit_pending(self) -> asyncio.Future[None] | None:
+        """A future done once everything recorded so far is committed; None when it already is."""
+        if self._durable is None:
+            return None
+        waiting = self._durable()
+        if isinstance(waiting, asyncio.Future):
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                return None
+            return waiting
+        return asyncio.ensure_future(waiting)
+
     async def durable(self) -> None:
         """Return once everything recorded so far is committed (at once for other stores)."""
         if self._durable is not None:

@@ -11,6 +11,7 @@ client input ends the loop except a frame over the size limit, which uvicorn clo
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -35,6 +36,9 @@ from aibridge.server.wire import WIRE
 __all__ = ("FRAME_OVERHEAD", "WebSocketEndpoint", "bearer_token", "origin_allowed", "tokens_equal")
 
 log = logging.getLogger("aibridge.ws")
+
+MAX_UNCONFIRMED = 4096
+"""Envelopes of one confirming agent that may await their commit before its frames wait too."""
 
 FRAME_OVERHEAD = 1024
 """Bytes allowed around an envelope in its frame; bigger frames are closed with 1009."""
@@ -203,13 +207,42 @@ class WebSocketEndpoint:
         except ProtocolError:
             self.events.envelope("rejected")
             raise
+        committed: asyncio.Future[None] | None = None
         try:
-            routed = await self.hub.route(envelope, text, durable=conn.confirm)
+            if conn.confirm:
+                routed, committed = await self.hub.route_uncommitted(envelope, text)
+            else:
+                routed = await self.hub.route(envelope, text, durable=False)
         except QueueFullError as error:
             self.events.envelope("rejected")
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
         if conn.confirm:
-            conn.send_text(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
+            accepted = encode({"type": "accepted", "id": envelope["id"], "status": routed.status})
+            if committed is None:
+                conn.send_text(accepted)
+            else:
+                await self._confirm_on_commit(conn, committed, envelope["id"], accepted)
+
+    async def _confirm_on_commit(
+        self, conn: Connection, committed: asyncio.Future[None], envelope_id: str, accepted: str
+    ) -> None:
+        """Send ``accepted`` once the commit lands, or the error if it fails; read on meanwhile."""
+
+        def settled(future: asyncio.Future[None]) -> None:
+            conn.unconfirmed -= 1
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                conn.send_text(accepted)
+                return
+            log.error("envelope %s from %s not stored: %s", envelope_id, conn.agent_id, error)
+            self.hub.record_error("internal", f"commit failed: {error}")
+            frame = {"type": "error", "error": "internal", "message": "internal error", "id": envelope_id}
+            conn.send_text(encode(frame))
+
+        conn.unconfirmed += 1
+        committed.add_done_callback(settled)
+        if conn.unconfirmed >= MAX_UNCONFIRMED:  # flow control: wait for the store to catch up
+            await asyncio.wait([committed])
 
 
 def _envelope_id(frame: dict[str, Any]) -> dict[str, str]:
