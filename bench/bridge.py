@@ -10,6 +10,11 @@ wait for ``registered``, the sender pipelines N envelopes, the clock stops at th
 delivery), also with a sender that asks for ``accepted`` confirms (each one sent after the
 commit); RSS idle and with 1,000 registered agents. ``--store redis`` starts a scratch
 ``redis-server`` and sets AI_BRIDGE_REDIS_URL. Everything runs on 127.0.0.1.
+
+``--client node|aiohttp|both`` and ``--baseline-ref REF`` run the routing figures only, with
+the older bridge's Node ``ws`` client pattern too, and for REF's code in the same run, printing
+server CPU per delivery (the figure of record) and the ratios now/baseline
+(:mod:`routing_compare`).
 """
 
 from __future__ import annotations
@@ -55,8 +60,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def bridge(store: str, extra_env: dict[str, str], log_to: Path | None = None) -> Iterator[tuple[int, int]]:
-    """A real server subprocess: yields (port, pid). Its output goes to ``log_to`` when given."""
+def bridge(
+    store: str, extra_env: dict[str, str], log_to: Path | None = None, src: Path | None = None
+) -> Iterator[tuple[int, int]]:
+    """A real server subprocess: yields (port, pid). Its output goes to ``log_to`` when given.
+
+    ``src``: run the ``aibridge`` package found there (another commit's worktree) instead of ours.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AI_BRIDGE_") and k != "PORT"}
@@ -74,6 +84,8 @@ def bridge(store: str, extra_env: dict[str, str], log_to: Path | None = None) ->
             }
         )
         env.update(extra_env)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
         cmd = [sys.executable, "-m", "aibridge", "serve", "--host", "127.0.0.1", "--port", str(port)]
         with contextlib.ExitStack() as files:
             output = files.enter_context(log_to.open("ab")) if log_to else None
@@ -326,6 +338,18 @@ def main() -> None:
     parser.add_argument("--duration", default="10s", help="wrk duration")
     parser.add_argument("--rounds", type=int, default=1, help="pairs of /health runs (logging on/off)")
     parser.add_argument("--only", choices=sorted(TARGETS), action="append", help="run only these figures")
+    parser.add_argument(
+        "--client",
+        choices=("aiohttp", "node", "both"),
+        default=None,
+        help="routing figures only, with this client pattern (node: the older bridge's own, `ws` via npm)",
+    )
+    parser.add_argument(
+        "--baseline-ref",
+        metavar="REF",
+        help="routing figures only, for this commit too (a git worktree), alternating, with ratios",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of the routing comparison")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     only = set(args.only or TARGETS)
@@ -338,9 +362,35 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if args.store == "redis":
             extra.setdefault("AI_BRIDGE_REDIS_URL", stack.enter_context(scratch_redis()))
-        run(args, extra, only)
+        if args.client or args.baseline_ref:
+            compare(args, extra, stack)
+        else:
+            run(args, extra, only)
     if MISSED:
         sys.exit(f"missed: {', '.join(MISSED)}")
+
+
+def compare(args: argparse.Namespace, extra: dict[str, str], stack: contextlib.ExitStack) -> None:
+    """Routing figures per client pattern, against ``--baseline-ref`` in the same run when given."""
+    import routing_compare
+
+    clients = ["aiohttp", "node"] if args.client in (None, "both") else [args.client]
+    base = None
+    if args.baseline_ref:
+        base = stack.enter_context(routing_compare.baseline_tree(args.baseline_ref))
+    print(f"aibridge routing comparison: store={args.store} clients={clients} baseline={args.baseline_ref}")
+    figures = routing_compare.measure(
+        bridge,
+        cpu_seconds,
+        routing,
+        store=args.store,
+        extra=extra,
+        messages=args.messages,
+        clients=clients,
+        rounds=args.compare_rounds,
+        baseline_src=base,
+    )
+    MISSED.extend(routing_compare.print_table(figures, args.store, args.baseline_ref))
 
 
 def run(args: argparse.Namespace, extra: dict[str, str], only: set[str]) -> None:

@@ -17,6 +17,9 @@ BENCHES: tuple[tuple[str, ...], ...] = (
     ("bridge.py", "--store", "sqlite"),  # the default store, as shipped
     ("bridge.py", "--store", "memory"),
     ("bridge.py", "--store", "redis", "--only", "direct", "--only", "direct_confirm", "--only", "broadcast"),
+    # Issue 16: routing with the Node `ws` client pattern too, against the code before it (fd04884).
+    ("bridge.py", "--store", "sqlite", "--baseline-ref", "fd04884"),
+    ("bridge.py", "--store", "memory", "--baseline-ref", "fd04884"),
     ("store.py", "--window-ms", "0"),  # AI_BRIDGE_COMMIT_WINDOW_MS defaults to 0
     ("loadtest_vs_hey.py",),
     ("faults.py",),

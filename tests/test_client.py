@@ -54,6 +54,12 @@ async def test_ack_mode_redelivers_until_acked(bridge: BridgeProcess) -> None:
             assert again["id"] == first["id"]
             await worker.ack(again["id"])
             await worker.heartbeat()
+            # The ack is read by this socket's own loop; a newer connection's replay may run first
+            # on a loaded machine, so wait until the bridge has taken the ack.
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{bridge.url}/health").json()["queuedMessages"]:
+                assert time.monotonic() < deadline, "the ack never took the envelope out of the queue"
+                await asyncio.sleep(0.05)
         async with BridgeClient(bridge.ws_url, "worker", ack=True) as worker:
             with pytest.raises(TimeoutError):
                 await worker.receive(timeout=0.3)

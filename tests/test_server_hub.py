@@ -7,6 +7,7 @@ and the newest registration winning across processes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from aibridge.server.config import BridgeConfig
 from aibridge.server.hub import CLOSE_REPLACED, Connection, Hub
 from aibridge.server.protocol import Registration, build_envelope
 from aibridge.server.store.memory import MemoryStore
+from aibridge.server.wire import Listener
 
 
 @dataclass
@@ -63,20 +65,42 @@ class LocalBackplane:
 
 
 class Socket:
-    """The ASGI send side of one agent's WebSocket, recording what the hub writes."""
+    """One agent's wire (what the hub writes through), recording the frames it is handed."""
 
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
         self.closed_with: int | None = None
+        self.listener: Listener | None = None
 
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            self.frames.append(json.loads(message["text"]))
-        else:
-            self.closed_with = message["code"]
+    def writable_now(self) -> bool:
+        return True
+
+    def buffered(self) -> int:
+        return 0
+
+    def write_frames(self, data: bytes) -> bool:
+        # Unmasked server text frames, as RFC 6455 §5.2 lays them out.
+        while data:
+            assert data[0] == 0x81, data[:2]
+            size, start = data[1], 2
+            if size == 126:
+                size, start = int.from_bytes(data[2:4]), 4
+            elif size == 127:
+                size, start = int.from_bytes(data[2:10]), 10
+            self.frames.append(json.loads(data[start : start + size]))
+            data = data[start + size :]
+        return True
+
+    def close_now(self, code: int, reason: str) -> None:
+        self.closed_with = code
 
     def envelopes(self) -> list[Any]:
         return [f["envelope"]["payload"] for f in self.frames if f["type"] == "envelope"]
+
+
+async def settle() -> None:
+    """Let the loop pass end: each connection writes its frames once per pass."""
+    await asyncio.sleep(0)
 
 
 def registration(client_id: str) -> Registration:
@@ -88,6 +112,7 @@ async def join(hub: Hub, client_id: str) -> Socket:
     conn = Connection(socket, "test", authenticated=True)
     hub.attach(conn)
     await hub.register(conn, registration(client_id))
+    await settle()
     return socket
 
 
@@ -111,6 +136,7 @@ async def test_direct_envelope_reaches_an_agent_on_the_other_hub() -> None:
     assert network.presence == {"alice": "east", "bob": "west"}
     routed = await east.route(*envelope("alice", "hi bob", to="bob"))
     assert routed.status == "delivered"
+    await settle()
     assert bob.envelopes() == ["hi bob"]
 
 
@@ -120,6 +146,7 @@ async def test_broadcast_crosses_hubs_but_skips_the_sender() -> None:
     carol = await join(east, "carol")
     bob = await join(west, "bob")
     await east.route(*envelope("alice", "all"))
+    await settle()
     assert carol.envelopes() == ["all"]
     assert bob.envelopes() == ["all"]
     assert alice.envelopes() == []

@@ -1,6 +1,6 @@
 """An agent inside the bridge, for ``/mcp``: registered on the hub like a WebSocket agent.
 
-It is a :class:`aibridge.server.connection.Connection` whose "socket" is an in-memory sink, so
+It is a :class:`aibridge.server.connection.Connection` whose wire is in-process (no socket), so
 the hub routes to it, queues for it (it registers with ``ack: true``), lists it in ``/agents``
 and expires it after ``AI_BRIDGE_CLIENT_TTL_MS`` without a call, exactly as for any agent.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aibridge.errors import StoreError, UsageError
@@ -19,6 +19,7 @@ from aibridge.server.connection import Connection
 from aibridge.server.hub import Hub
 from aibridge.server.protocol import ProtocolError, Registration, build_envelope
 from aibridge.server.store.base import QueueFullError
+from aibridge.server.wire import Listener, split_text_frames
 
 __all__ = ("LocalLink",)
 
@@ -50,7 +51,7 @@ class LocalLink:
                 return conn
             if self.hub.draining:
                 raise StoreError("the bridge is shutting down; reconnect in a moment")
-            conn = Connection(self._sink, self.peer, authenticated=True)
+            conn = Connection(_InProcessWire(self._frames, self._closed), self.peer, authenticated=True)
             self._conn = conn
             self.hub.attach(conn)
             registration = Registration(
@@ -67,17 +68,17 @@ class LocalLink:
             await self.hub.register(conn, registration)  # replays the queue into our sink
             return conn
 
-    async def _sink(self, message: dict[str, Any]) -> None:
-        """What the hub "writes to the socket": must finish without waiting (see Connection.write)."""
-        kind = message.get("type")
-        if kind == "websocket.send":
-            frame = json.loads(message["text"])
+    def _frames(self, data: bytes) -> None:
+        """What the hub writes to this agent's "socket": envelopes go to the inbox, now."""
+        for payload in split_text_frames(data):
+            frame = json.loads(payload)
             if frame.get("type") == "envelope":
                 self.inbox.put(frame["envelope"])
-        elif kind == "websocket.close":
-            conn = self._conn
-            if conn is not None:
-                self._later(self.hub.detach(conn))
+
+    def _closed(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._later(self.hub.detach(conn))
 
     def _later(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -134,3 +135,26 @@ class LocalLink:
     async def tasks(self) -> list[dict[str, Any]]:
         await self.ensure()
         return await self.hub.store.tasks()
+
+
+class _InProcessWire:
+    """A :class:`~aibridge.server.wire.Wire` with no socket: the MCP session is the reader, and
+    it always takes everything at once (its inbox is the backlog)."""
+
+    listener: Listener | None = None
+
+    def __init__(self, frames: Callable[[bytes], None], closed: Callable[[], None]) -> None:
+        self._frames, self._closed = frames, closed
+
+    def writable_now(self) -> bool:
+        return True
+
+    def write_frames(self, data: bytes) -> bool:
+        self._frames(data)
+        return True
+
+    def buffered(self) -> int:
+        return 0
+
+    def close_now(self, code: int, reason: str) -> None:
+        self._closed()

@@ -1,10 +1,13 @@
-"""One agent's WebSocket as the hub sees it: writes that never wait on a slow reader.
+"""One agent's WebSocket as the hub sees it: frames written per loop pass, flow control, cut-off.
 
-Each send is stepped by hand: it completes at once unless uvicorn has paused the socket for
-writing. A paused agent gets a bounded backlog drained by a task of its own; senders to it
-wait while that backlog is long (flow control, as TCP would do), and an agent that takes none
-of it for :data:`STALL_S` is cut off with :data:`CLOSE_SLOW`. So one agent that does not read
-cannot stall the agents sending to it, or a broadcast to everyone.
+Frames for an agent collect in its outbox and reach the transport in one write per loop pass
+(one syscall for everything the hub routed to it in that pass). A frame is *taken* when the
+transport has it; only then does a fire-and-forget envelope leave the agent's queue (its
+``ack_id``, acked through ``on_taken``). While the peer is behind (the transport's buffer is
+over its high-water mark) frames wait in the outbox: senders to this agent wait while the
+outbox is long (flow control, as TCP would do), and an agent that takes nothing for
+:data:`STALL_S` while frames wait is closed with :data:`CLOSE_SLOW`. What it never took stays
+queued in the store and is replayed when it registers again.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aibridge.server.protocol import now_iso
+from aibridge.server.wire import Wire, text_frame
 
 __all__ = (
     "CLOSE_EXPIRED",
@@ -25,10 +28,11 @@ __all__ = (
     "CLOSE_SLOW",
     "CLOSE_UNAUTHORIZED",
     "MAX_BACKLOG",
+    "MAX_BACKLOG_BYTES",
     "SOFT_BACKLOG",
+    "SOFT_BACKLOG_BYTES",
     "STALL_S",
     "Connection",
-    "Send",
 )
 
 log = logging.getLogger("aibridge.hub")
@@ -45,164 +49,298 @@ CLOSE_SLOW = 1013
 CLOSE_STORE_DOWN = 1013
 """The store could not be read while registering (Redis lost): reconnect and replay later."""
 SOFT_BACKLOG = 1024
-"""Unsent frames for one agent beyond which senders to it wait for it (flow control)."""
+"""Frames waiting for one agent beyond which senders to it wait for it (flow control)."""
+SOFT_BACKLOG_BYTES = 4 << 20
 MAX_BACKLOG = 8192
-"""Unsent frames for one agent beyond which it is cut off, whatever the senders do."""
+"""Frames waiting for one agent beyond which it is cut off, whatever the senders do."""
+MAX_BACKLOG_BYTES = 32 << 20
 STALL_S = 2.0
-"""How long a sender waits for an agent that takes none of its backlog before cutting it off."""
+"""How long an agent may take nothing while frames wait for it before it is cut off."""
+CHUNK_BYTES = 256 << 10
+"""At most this much per transport write once the peer has fallen behind."""
 
-Send = Callable[[Any], Coroutine[Any, Any, None]]
+Taken = Callable[[str, Sequence[str]], None]
+"""``on_taken(agent_id, envelope_ids)``: these frames reached the transport."""
+OnError = Callable[[str, str], None]
+
+
+def _ignore_taken(agent_id: str, envelope_ids: Sequence[str]) -> None:
+    return None
+
+
+def _ignore_error(kind: str, message: str) -> None:
+    return None
 
 
 class Connection:
     """One accepted WebSocket, registered (``agent_id`` set) or not yet."""
 
     __slots__ = (
-        "_drainer",
+        "_flushing",
+        "_force",
+        "_ids",
+        "_loop",
+        "_out",
+        "_out_bytes",
         "_room",
+        "_stall",
+        "_stall_mark",
+        "_taken_total",
+        "_wrote_error",
         "ack",
         "agent_id",
         "authenticated",
-        "backlog",
         "closed",
         "confirm",
         "connected_at",
         "last_seen",
         "meta",
+        "on_error",
+        "on_taken",
         "peer",
         "replaying",
         "role",
-        "send",
+        "unconfirmed",
+        "wire",
     )
 
-    def __init__(self, send: Send, peer: str, authenticated: bool) -> None:
-        self.send = send
+    def __init__(self, wire: Wire, peer: str, authenticated: bool) -> None:
         self.peer = peer
         self.authenticated = authenticated
+        self.wire = wire
         self.agent_id: str | None = None
         self.role = "agent"
         self.ack = False
         self.confirm = False
         self.replaying = False
         self.closed = False
+        self.unconfirmed = 0
+        """Envelopes of a confirming agent whose ``accepted`` waits for their commit."""
         self.meta: dict[str, Any] = {}
         self.connected_at = now_iso()
         self.last_seen = time.time()
-        self.backlog: deque[str] | None = None
-        self._drainer: asyncio.Future[None] | None = None
+        self.on_taken: Taken = _ignore_taken
+        self.on_error: OnError = _ignore_error
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] = []
+        self._ids: list[str | None] = []
+        self._out_bytes = 0
+        self._flushing: asyncio.Handle | None = None
+        self._force = False
         self._room: asyncio.Event | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        self._stall_mark = (0, 0)
+        self._taken_total = 0
+        self._wrote_error = False
+        wire.listener = self
 
-    async def write(self, text: str, message: dict[str, Any] | None = None) -> bool:
-        """Send one text frame; ``False`` when the socket is gone (the caller keeps the envelope).
+    # -- writing -----------------------------------------------------------------------------
 
-        Never waits for a slow reader: when its socket buffer is full, the frame and the ones
-        after it wait in a bounded backlog drained by a task of their own, so one agent that
-        does not read cannot stall the agents sending to it (or a broadcast to everyone).
+    @property
+    def congested(self) -> bool:
+        """The peer is behind: a frame written now waits in the outbox, not in the transport."""
+        return not self.wire.writable_now()
+
+    @property
+    def backlog(self) -> int:
+        """Frames written but not yet taken by the transport."""
+        return len(self._out)
+
+    @property
+    def crowded(self) -> bool:
+        """Enough waits for this agent that its senders should wait too (:meth:`wait_for_room`)."""
+        return len(self._out) >= SOFT_BACKLOG or self._out_bytes >= SOFT_BACKLOG_BYTES
+
+    def send_frame(self, frame: bytes, ack_id: str | None = None, *, kept: bool = True) -> bool:
+        """Queue one ready-made frame (:func:`text_frame`) for this loop pass; False once closed.
+
+        ``ack_id``: the store holds this envelope for the agent until the frame is taken (then
+        ``on_taken`` hears it). ``kept=False``: nothing holds it (a broadcast to a
+        fire-and-forget agent), so it goes to the transport even while the peer is behind.
         """
         if self.closed:
             return False
-        if self.backlog is not None:
-            if len(self.backlog) >= MAX_BACKLOG:
-                self._cut_off()
-                return False
-            self.backlog.append(text)
-            return True
-        sending = self.send(message or {"type": "websocket.send", "text": text})
-        try:
-            # Step the send by hand: it finishes at once unless the socket is paused for writing.
-            waiting = sending.send(None)
-        except StopIteration:
-            return True
-        except Exception:
-            self.closed = True
+        self._out.append(frame)
+        self._ids.append(ack_id)
+        self._out_bytes += len(frame)
+        if not kept:
+            self._force = True
+        if len(self._out) > MAX_BACKLOG or self._out_bytes > MAX_BACKLOG_BYTES:
+            self._cut_off(f"over {MAX_BACKLOG} frames or {MAX_BACKLOG_BYTES >> 20} MiB wait for it")
             return False
-        self.backlog = deque()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._drainer = asyncio.ensure_future(self._drain_backlog(sending, waiting))
+        if self._flushing is None:
+            self._flushing = self._loop.call_soon(self._flush)
         return True
 
+    def send_text(self, text: str) -> bool:
+        """Queue one text frame (a reply: ``registered``, ``accepted``, ``error``)."""
+        return self.send_frame(text_frame(text.encode()))
+
+    async def write(self, text: str) -> bool:
+        """:meth:`send_text` for callers that await (the frame reaches the transport this pass)."""
+        return self.send_text(text)
+
     async def wait_for_room(self) -> None:
-        """Flow control: hold the sender while this agent's backlog is long; cut off a stuck agent.
+        """Flow control: hold the sender while this agent's outbox is long.
 
-        An agent that reads slowly slows its senders down (as TCP would); one that reads
-        nothing for STALL_S is closed, so it cannot hold its senders (or a broadcast) longer.
+        An agent that reads slowly slows its senders down (as TCP would); one that takes nothing
+        for STALL_S is closed (the stall timer), which releases its senders too.
         """
-        room = self._room
-        if self.backlog is None or room is None or len(self.backlog) < SOFT_BACKLOG:
+        if self.closed or not self.crowded:
             return
+        room = self._room
+        if room is None:
+            room = self._room = asyncio.Event()
         room.clear()
-        try:
-            await asyncio.wait_for(room.wait(), STALL_S)
-        except TimeoutError:
-            self._cut_off()
+        await room.wait()
 
-    def _cut_off(self) -> None:
-        if not self.closed:
-            log.warning("closing %s (agent %s): it does not read its frames", self.peer, self.agent_id)
-            self._start_close(CLOSE_SLOW, "too slow")
+    def _flush(self) -> None:
+        self._flushing = None
+        wire = self.wire
+        if self.closed or not self._out:
+            return
+        try:
+            self._write_out(wire)
+        except Exception as exc:  # never silently: the frames stay queued in the store
+            self._report(exc)
+            self._drop_out()
+            self._start_close(1011, "internal error")
+            return
+        if self._out:
+            self._arm_stall(wire)
+        elif self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        room = self._room
+        roomy = len(self._out) < SOFT_BACKLOG // 2 and self._out_bytes < SOFT_BACKLOG_BYTES // 2
+        if room is not None and roomy:
+            room.set()
+
+    def _write_out(self, wire: Wire) -> None:
+        """Give the transport what it can take: all of it while writable, in chunks once behind."""
+        out = self._out
+        if self._force or (wire.writable_now() and self._out_bytes <= CHUNK_BYTES):
+            self._force = False
+            count = len(out)
+            data = out[0] if count == 1 else b"".join(out)
+            if not wire.write_frames(data):
+                self._gone()
+                return
+            self._taken(count)
+            return
+        while out and wire.writable_now():
+            count, size = 0, 0
+            while count < len(out) and size < CHUNK_BYTES:
+                size += len(out[count])
+                count += 1
+            if not wire.write_frames(b"".join(out[:count])):
+                self._gone()
+                return
+            self._taken(count)
+
+    def _taken(self, count: int) -> None:
+        self._taken_total += count
+        out, ids = self._out, self._ids
+        if count == len(out):
+            taken = [i for i in ids if i is not None]
+            out.clear()
+            ids.clear()
+            self._out_bytes = 0
+        else:
+            taken = [i for i in ids[:count] if i is not None]
+            self._out_bytes -= sum(len(f) for f in out[:count])
+            del out[:count]
+            del ids[:count]
+        if taken and self.agent_id is not None:
+            self.on_taken(self.agent_id, taken)
+
+    def flush_now(self) -> None:
+        """Write what waits at once (when the caller needs to know the transport has it)."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+        self._flush()
+
+    def on_writable(self) -> None:
+        """The wire drained below its low-water mark: write what waits."""
+        if self._out and self._flushing is None and not self.closed:
+            self._flushing = self._loop.call_soon(self._flush)
+
+    def on_lost(self) -> None:
+        """The socket is gone: what it never took stays queued in the store."""
+        self._gone()
+
+    def _gone(self) -> None:
+        self.closed = True
+        self._drop_out()
+        self._release()
+
+    def _drop_out(self) -> None:
+        self._out.clear()
+        self._ids.clear()
+        self._out_bytes = 0
+
+    def _release(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if self._room is not None:
             self._room.set()
 
-    async def _drain_backlog(self, sending: Coroutine[Any, Any, None], waiting: Any) -> None:
-        if not await _finish(sending, waiting):
-            self.closed = True
-        backlog = self.backlog
-        room = self._room
-        while backlog and not self.closed:
-            try:
-                await self.send({"type": "websocket.send", "text": backlog.popleft()})
-            except Exception:
-                self.closed = True
-            if room is not None and len(backlog) < SOFT_BACKLOG // 2:
-                room.set()
-        self.backlog = None
-        if room is not None:
-            room.set()
-        self._drainer = None
+    def _arm_stall(self, wire: Wire) -> None:
+        if self._stall is None:
+            self._stall_mark = (self._taken_total, wire.buffered())
+            self._stall = self._loop.call_later(STALL_S, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall = None
+        wire = self.wire
+        if self.closed or not self._out:
+            return
+        if wire.writable_now():
+            self.on_writable()
+            return
+        taken, buffered = self._stall_mark
+        if self._taken_total > taken or wire.buffered() < buffered:  # it took some: slow, not stuck
+            self._arm_stall(wire)
+            return
+        self._cut_off(f"it took nothing for {STALL_S:g} s while {len(self._out)} frames waited")
+
+    def _cut_off(self, why: str) -> None:
+        if self.closed:
+            return
+        log.warning("closing %s (agent %s) with %d: %s", self.peer, self.agent_id, CLOSE_SLOW, why)
+        self.on_error("slow_reader", why)
+        self._drop_out()  # never taken: still queued in the store (see send_frame)
+        self._start_close(CLOSE_SLOW, "too slow")
+
+    def _report(self, exc: Exception) -> None:
+        if not self._wrote_error:
+            self._wrote_error = True
+            log.error("writing to %s (agent %s) failed", self.peer, self.agent_id, exc_info=exc)
+        self.on_error("internal", f"writing to {self.peer} failed: {exc!r}")
+
+    # -- closing -----------------------------------------------------------------------------
 
     async def close(self, code: int, reason: str) -> None:
-        """Send a close frame without waiting on a peer that does not read."""
+        """Send what waits, then a close frame, without waiting on a peer that does not read."""
+        if not self.closed and self._out:
+            self._force = True
+            self._flush()
         self._start_close(code, reason)
 
     def _start_close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        closing = self.send({"type": "websocket.close", "code": code, "reason": reason})
+        self._release()
         try:
-            waiting = closing.send(None)
-        except BaseException:  # StopIteration (done) or the socket is already gone
-            return
-        task = asyncio.ensure_future(_finish(closing, waiting))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+            self.wire.close_now(code, reason)
+        except Exception as exc:
+            self._report(exc)
 
     def describe(self) -> dict[str, Any]:
         """The agent's meta as ``/agents`` and ``registered`` show it."""
         return {**self.meta, "lastSeen": _iso(self.last_seen)}
-
-
-_background: set[asyncio.Future[bool]] = set()
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> bool:
-    """Drive a coroutine that suspended on ``waiting`` to its end, as its Task would have."""
-    try:
-        while True:
-            try:
-                if waiting is None:  # a bare yield (sleep(0)): just let the loop run once
-                    await asyncio.sleep(0)
-                else:
-                    await waiting
-            except BaseException as exc:
-                waiting = coro.throw(exc)
-            else:
-                waiting = coro.send(None)
-    except StopIteration:
-        return True
-    except Exception:
-        return False
 
 
 def _iso(epoch: float) -> str:

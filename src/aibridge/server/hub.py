@@ -34,6 +34,7 @@ from aibridge.server.logs import log_ws_registered
 from aibridge.server.protocol import Envelope, Registration, delivery_frame, encode
 from aibridge.server.registry import Registry
 from aibridge.server.store.base import QueueFullError, Store
+from aibridge.server.wire import text_frame
 from aibridge.server.writes import Outcome, StoreWrites
 
 __all__ = (
@@ -141,6 +142,8 @@ class Hub:
         return self.registry.registrations
 
     def attach(self, conn: Connection) -> None:
+        conn.on_taken = self._taken
+        conn.on_error = self.record_error
         self.registry.attach(conn)
 
     async def detach(self, conn: Connection) -> None:
@@ -173,9 +176,9 @@ class Hub:
         elif outcome.dropped:
             self.events.envelope("dropped", outcome.dropped)
 
-    async def _delivered(self, recipient: str, envelope_id: str) -> None:
-        """A fire-and-forget agent got it: it leaves the queue."""
-        await self.writes.ack(recipient, (envelope_id,))
+    def _taken(self, recipient: str, envelope_ids: Sequence[str]) -> None:
+        """A fire-and-forget agent's transport took these frames: they leave its queue."""
+        self.writes.ack_soon(recipient, envelope_ids)
 
     async def route(self, envelope: Envelope, text: str, *, durable: bool = True) -> Routed:
         """Record ``envelope`` (JSON ``text``) and deliver or queue it. ``QueueFullError`` refuses it.
@@ -188,27 +191,45 @@ class Hub:
             await self.writes.durable()
         return routed
 
+    async def route_uncommitted(
+        self, envelope: Envelope, text: str
+    ) -> tuple[Routed, asyncio.Future[None] | None]:
+        """:meth:`route` (durable) without waiting: also the future its commit resolves, if pending.
+
+        A confirming agent's next frames need not wait for this one's commit: its ``accepted``
+        goes out when the commit lands, so one commit serves everything it sent meanwhile.
+        """
+        routed = await self._route(envelope, text, True)
+        return routed, self.writes.commit_pending()
+
     async def _route(self, envelope: Envelope, text: str, durable: bool) -> Routed:
         to = envelope["to"]
         if to is not None:
             return await self._direct(envelope, text, to, durable)
         sender = envelope["from"]
-        targets = [c for a, c in self.agents.items() if a != sender]
-        queue_for = [c.agent_id for c in targets if (c.ack or c.replaying) and c.agent_id is not None]
+        # Queued for an agent that acks, replays, or is behind (its frame may wait in its
+        # outbox): if it is cut off before taking the frame, the envelope is still there.
+        plan = [(c, c.ack or c.replaying or c.congested) for a, c in self.agents.items() if a != sender]
+        queue_for = [c.agent_id for c, held in plan if held and c.agent_id is not None]
         # A replaying agent's replay must see the entry: no deferred write then.
-        later = not durable and not any(c.replaying for c in targets)
+        later = not durable and not any(c.replaying for c, _ in plan)
         result = await self.writes.accept(envelope, text, queue_for, later)
         self.messages_processed += 1
         if result.dropped:
             self.events.envelope("dropped", result.dropped)
-        frame = delivery_frame(text)
-        message = {"type": "websocket.send", "text": frame}  # one ASGI message for all of them
+        frame = text_frame(delivery_frame(text).encode())  # one frame, written to all of them
+        envelope_id = envelope["id"]
         delivered = 0
-        for conn in targets:
-            if not conn.replaying and await conn.write(frame, message):
+        crowded = False
+        for conn, held in plan:
+            if conn.replaying:
+                continue
+            ack_id = envelope_id if held and not conn.ack else None
+            if conn.send_frame(frame, ack_id, kept=held):
                 delivered += 1
-        for conn in targets:
-            if conn.backlog is not None:
+                crowded = crowded or conn.crowded
+        if crowded:
+            for conn, _ in plan:
                 await conn.wait_for_room()
         if self.backplane is not None:
             await self.backplane.publish_broadcast(envelope, sender)
@@ -220,7 +241,8 @@ class Hub:
         # Deferred only for a local agent that reads live: its ack follows the write in order.
         # A remote one could ack through its own process before our write lands.
         later = not durable and local is not None and not local.replaying
-        if later and self.writes.defers_accepts and local is not None and not local.ack:
+        live = local is not None and not local.ack and not local.congested
+        if later and self.writes.defers_accepts and live and local is not None:
             return await self._hand_over(envelope, text, to, local)
         result = await self.writes.accept(envelope, text, (to,), later)
         self.messages_processed += 1
@@ -228,13 +250,16 @@ class Hub:
             self.events.envelope("dropped", result.dropped)
         target = self.agents.get(to)
         if target is not None:
-            if not target.replaying and await target.write(delivery_frame(text)):
-                if not target.ack:
-                    await self._delivered(to, envelope["id"])
-                if target.backlog is not None:
-                    await target.wait_for_room()
-                self.events.envelope("delivered")
-                return _DELIVERED
+            if not target.replaying:
+                behind = target.congested
+                # A fire-and-forget agent's entry leaves its queue once the transport has the frame.
+                ack_id = None if target.ack else envelope["id"]
+                if target.send_frame(text_frame(delivery_frame(text).encode()), ack_id):
+                    if target.crowded:
+                        await target.wait_for_room()
+                    if not behind:
+                        self.events.envelope("delivered")
+                        return _DELIVERED
         elif self.backplane is not None:
             instance = await self.backplane.locate(to)
             # The shared store holds it until the other process's agent takes it.
@@ -248,16 +273,18 @@ class Hub:
         """Redis, a live fire-and-forget recipient, a sender promised nothing: write, then record.
 
         Queue, write and ack would be two Redis scripts per envelope; the queue entry is only
-        needed when the write fails, so the one deferred write carries it only then.
+        needed when the write fails, so the one deferred write carries it only then. The frame
+        is written at once, so "written" means the transport has it.
         """
-        written = await conn.write(delivery_frame(text))
+        written = conn.send_frame(text_frame(delivery_frame(text).encode()))
+        if written:
+            conn.flush_now()
+            written = not conn.closed and conn.backlog == 0
         self.writes.accept_later(envelope, text, () if written else (to,))
         self.messages_processed += 1
         if not written:
             self.events.envelope("queued")
             return _QUEUED
-        if conn.backlog is not None:
-            await conn.wait_for_room()
         self.events.envelope("delivered")
         return _DELIVERED
 
@@ -267,17 +294,18 @@ class Hub:
             await self.registry.release_claimed(message.agent_id)
             return
         envelope = message.envelope
-        frame = delivery_frame(encode(envelope))
+        frame = text_frame(delivery_frame(encode(envelope)).encode())
         to = envelope.get("to")
         if to is None:
+            # Nothing holds a broadcast for a fire-and-forget agent: written even while it is behind.
             for agent_id, conn in list(self.agents.items()):
                 if agent_id != message.exclude_from and not conn.replaying:
-                    await conn.write(frame)
+                    conn.send_frame(frame, kept=conn.ack)
             return
         target = self.agents.get(to)
-        # A replaying agent picks it up from the shared queue; others ack it as delivered.
-        if target is not None and not target.replaying and await target.write(frame) and not target.ack:
-            await self._delivered(to, envelope["id"])
+        # A replaying agent picks it up from the shared queue; others ack it once it is taken.
+        if target is not None and not target.replaying:
+            target.send_frame(frame, None if target.ack else envelope["id"])
 
     # -- expiry ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from aibridge.errors import StoreError
 from aibridge.server.connection import CLOSE_REPLACED, CLOSE_STORE_DOWN, Connection
 from aibridge.server.protocol import PROTOCOL, Registration, delivery_frame, encode, new_id
 from aibridge.server.store.base import Store
+from aibridge.server.wire import text_frame
 
 __all__ = ("SNAPSHOT_SIZE", "Presence", "Registry")
 
@@ -61,7 +62,7 @@ class Registry:
 
     async def detach(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        conn.closed = True
+        conn.on_lost()  # what it never took stays queued
         await self.unregister(conn)
 
     async def unregister(self, conn: Connection) -> None:
@@ -138,9 +139,11 @@ class Registry:
                 conn.replaying = False  # no await since pending(): nothing can slip in between
                 return
             for envelope in fresh:
-                if not await conn.write(delivery_frame(encode(envelope))):
+                # A fire-and-forget agent's entry leaves its queue once its transport has the frame.
+                ack_id = None if conn.ack else envelope["id"]
+                if not conn.send_frame(text_frame(delivery_frame(encode(envelope)).encode()), ack_id):
                     return
                 sent.add(envelope["id"])
-            if not conn.ack:
-                await self.store.ack(agent_id, [e["id"] for e in fresh])
+                if conn.crowded:
+                    await conn.wait_for_room()
         conn.replaying = False

@@ -33,6 +33,7 @@ from aibridge.server.listen import bind_listener, display_host
 from aibridge.server.logs import configure_logging, log_startup
 from aibridge.server.metrics import BridgeMetrics, MetricsServer, PrometheusEvents, serve_metrics
 from aibridge.server.store.base import Store
+from aibridge.server.wire import BridgeWebSocketProtocol
 from aibridge.server.ws import FRAME_OVERHEAD
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ async def _serve(config: BridgeConfig) -> None:
                 http=bridge_http_protocol(
                     app.state.gate, config.header_timeout_ms / 1000, on_event=hub.events.error
                 ),
-                ws="websockets-sansio",
+                ws=BridgeWebSocketProtocol,  # uvicorn's websockets-sansio plus the hub's frame writer
                 ws_per_message_deflate=False,
                 ws_max_size=config.max_envelope_bytes + FRAME_OVERHEAD,
                 ws_ping_interval=ping,

@@ -19,7 +19,9 @@ which is per task (one HTTP request, one socket's reading loop), so the hub pass
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aibridge.errors import StoreError
@@ -33,6 +35,9 @@ Outcome = AcceptResult | QueueFullError | StoreError
 
 _NOTHING_DROPPED = AcceptResult()
 _last_ticket: contextvars.ContextVar[int | None] = contextvars.ContextVar("aibridge_ticket", default=None)
+
+log = logging.getLogger("aibridge.hub")
+_acks: set[asyncio.Future[int]] = set()
 
 
 class StoreWrites:
@@ -87,6 +92,34 @@ class StoreWrites:
             self._ack_later(recipient, envelope_ids)
         else:
             await self.store.ack(recipient, envelope_ids)
+
+    def ack_soon(self, recipient: str, envelope_ids: Sequence[str]) -> None:
+        """:meth:`ack` without awaiting: recorded now where the store allows, else in a task."""
+        if self._ack_later is not None:
+            self._ack_later(recipient, envelope_ids)
+            return
+        task = asyncio.ensure_future(self.store.ack(recipient, envelope_ids))
+        _acks.add(task)
+        task.add_done_callback(self._ack_done)
+
+    def _ack_done(self, task: asyncio.Future[int]) -> None:
+        _acks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            # A lost ack only redelivers (at least once), but it is never lost silently.
+            log.warning("acking delivered envelopes failed: %r", error)
+            self._settled(error if isinstance(error, StoreError) else StoreError(repr(error)))
+
+    def commit_pending(self) -> asyncio.Future[None] | None:
+        """A future done once everything recorded so far is committed; None when it already is."""
+        if self._durable is None:
+            return None
+        waiting = self._durable(_last_ticket.get())  # this task's own last accept
+        if isinstance(waiting, asyncio.Future):
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                return None
+            return waiting
+        return asyncio.ensure_future(waiting)
 
     async def durable(self) -> None:
         """Return once this task's last accept is committed (at once for other stores).

@@ -36,10 +36,14 @@ from aibridge.server.protocol import (
     parse_registration,
 )
 from aibridge.server.store.base import QueueFullError
+from aibridge.server.wire import WIRE
 
 __all__ = ("FRAME_OVERHEAD", "WebSocketEndpoint", "bearer_token", "origin_allowed", "tokens_equal")
 
 log = logging.getLogger("aibridge.ws")
+
+MAX_UNCONFIRMED = 4096
+"""Envelopes of one confirming agent that may await their commit before its frames wait too."""
 
 FRAME_OVERHEAD = 1024
 """Bytes allowed around an envelope in its frame; bigger frames are closed with 1009."""
@@ -100,9 +104,14 @@ class WebSocketEndpoint:
             status, error, headers = refusal
             await _refuse(send, status, error, headers)
             return
+        wire = scope.get("extensions", {}).get(WIRE)
+        if wire is None:  # served by another WebSocket protocol than `aibridge serve` sets up
+            log.error("agent socket refused: the server does not provide %r (run `aibridge serve`)", WIRE)
+            await _refuse(send, 500, "server misconfigured", [])
+            return
         await send({"type": "websocket.accept"})
         client = scope.get("client")
-        conn = Connection(send, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
+        conn = Connection(wire, f"{client[0]}:{client[1]}" if client else "?", authenticated=refusal)
         self.hub.attach(conn)
         self.events.ws_connected()
         opened = time.monotonic()
@@ -274,8 +283,12 @@ class WebSocketEndpoint:
         except ProtocolError:
             self.events.envelope("rejected")
             raise
+        committed: asyncio.Future[None] | None = None
         try:
-            routed = await self.hub.route(envelope, text, durable=conn.confirm)
+            if conn.confirm:
+                routed, committed = await self.hub.route_uncommitted(envelope, text)
+            else:
+                routed = await self.hub.route(envelope, text, durable=False)
         except QueueFullError as error:
             self.events.envelope("rejected")
             raise ProtocolError("queue_full", error.detail, id=envelope["id"]) from None
@@ -284,7 +297,43 @@ class WebSocketEndpoint:
             self.events.envelope("rejected")
             raise ProtocolError("storage_unavailable", error.detail, id=envelope["id"]) from None
         if conn.confirm:
-            await conn.write(encode({"type": "accepted", "id": envelope["id"], "status": routed.status}))
+            accepted = encode({"type": "accepted", "id": envelope["id"], "status": routed.status})
+            if committed is None:
+                conn.send_text(accepted)
+            else:
+                await self._confirm_on_commit(conn, committed, envelope["id"], accepted)
+
+    async def _confirm_on_commit(
+        self, conn: Connection, committed: asyncio.Future[None], envelope_id: str, accepted: str
+    ) -> None:
+        """Send ``accepted`` once the commit lands, or the error if it fails; read on meanwhile."""
+
+        def settled(future: asyncio.Future[None]) -> None:
+            conn.unconfirmed -= 1
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                conn.send_text(accepted)
+                return
+            if isinstance(error, StoreError):
+                # The store's state (issue 11.1): this envelope's batch failed; the agent may resend it.
+                self.events.envelope("rejected")
+                self.hub.record_error("storage_unavailable", f"commit failed: {error.detail}")
+                frame = {
+                    "type": "error",
+                    "error": "storage_unavailable",
+                    "message": error.detail,
+                    "id": envelope_id,
+                }
+            else:
+                log.error("envelope %s from %s not stored: %r", envelope_id, conn.agent_id, error)
+                self.hub.record_error("internal", f"commit failed: {error!r}")
+                frame = {"type": "error", "error": "internal", "message": "internal error", "id": envelope_id}
+            conn.send_text(encode(frame))
+
+        conn.unconfirmed += 1
+        committed.add_done_callback(settled)
+        if conn.unconfirmed >= MAX_UNCONFIRMED:  # flow control: wait for the store to catch up
+            await asyncio.wait([committed])
 
 
 def _envelope_id(frame: dict[str, Any]) -> dict[str, str]:
