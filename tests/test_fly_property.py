@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomlkit
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -211,6 +212,8 @@ def _reason_ok(f: Finding) -> bool:
     return rule.why in ERROR_REASONS or f.code == "FLY004"  # FLY004: --strict makes it an error
 
 
+# Hypothesis warns when an example's repr would be long; the test itself is unaffected.
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @SETTINGS
 @given(st.lists(st.tuples(st.sampled_from(KEY_PATHS), TOML_ANY), min_size=1, max_size=6))
 def test_every_toml_type_in_every_known_key(entries: list[tuple[tuple[tuple[Step, ...], Any], Any]]) -> None:

@@ -190,7 +190,7 @@ def test_panels_return_data_and_alerts_fire_on_real_faults(
                 # The 5xx series exists now; let Prometheus see it before the burst, as a live app would.
                 await asyncio.to_thread(
                     prom.wait_for,
-                    'aibridge_http_requests_total{app="capped", status="5xx"}',
+                    'sum(aibridge_http_requests_total{app="capped", status="5xx"})',
                     lambda v: v >= 1,
                 )
                 statuses = [(await client.get("/agents")).status_code for _ in range(60)]

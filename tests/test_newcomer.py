@@ -166,7 +166,7 @@ def test_serve_help_has_no_stray_space_and_names_the_env_file_options() -> None:
     )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "Address to bind (env AI_BRIDGE_HOST, default 0.0.0.0)." in text
+    assert "Address to bind (env AI_BRIDGE_HOST, default :: (dual-stack))." in text
     assert "Address to bind ." not in text and "HTTP and WebSocket ." not in text  # Rich ate [env …]
     assert "Port for HTTP and WebSocket (env PORT, default 8080)." in text
     assert "--env-file" in text and "--no-env-file" in text and "AI_BRIDGE_ENV" in text

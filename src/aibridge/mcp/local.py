@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from aibridge.errors import StoreError, UsageError
 from aibridge.mcp.inbox import Envelope, Inbox, Sent
 from aibridge.server.connection import Connection
@@ -123,7 +125,10 @@ class LocalLink:
 
     async def agents(self) -> list[dict[str, Any]]:
         await self.ensure()
-        return [conn.describe() for conn in self.hub.agents.values()]
+        # describe() splices the registration metadata in as JSON text (msgspec.Raw): decode it.
+        described = msgspec.json.encode([conn.describe() for conn in self.hub.agents.values()])
+        agents: list[dict[str, Any]] = msgspec.json.decode(described)
+        return agents
 
     async def history(
         self, limit: int, agent_id: str | None, task_id: str | None, intent: str | None
