@@ -195,7 +195,7 @@ class WebSocketEndpoint:
         return None
 
     async def _frame(self, conn: Connection, message: dict[str, Any], bucket: TokenBucket | None) -> None:
-        """One frame before authentication, with the read loop's error handling."""
+        """One frame, with the error handling of both read loops (before and after authentication)."""
         data = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
@@ -219,18 +219,7 @@ class WebSocketEndpoint:
                     self.hub.record_error("oversize", "frame over the size limit")
                 return code
             conn.last_seen = time.time()
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
-            try:
-                await self._handle(conn, data, bucket)
-            except ProtocolError as error:
-                self.hub.record_error(error.code, error.message)
-                await conn.write(encode(error.frame()))
-            except Exception:
-                log.exception("internal error while handling a frame from %s", conn.peer)
-                self.hub.record_error("internal", "internal error while handling a frame")
-                await conn.write(encode({"type": "error", "error": "internal", "message": "internal error"}))
+            await self._frame(conn, message, bucket)
             if conn.closed:
                 return None
 
