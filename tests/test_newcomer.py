@@ -192,8 +192,15 @@ def test_websockets_is_a_runtime_dependency_and_the_licence_ships() -> None:
 
 def test_make_run_installs_only_what_serving_needs(tmp_path: Path) -> None:
     venv = tmp_path / "venv"  # absent: make shows every step it would take
+    # Under `make test` the outer make's flags would reach this one (and -w its "Entering directory").
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", "run", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "run", f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     installs = [line for line in result.stdout.splitlines() if "pip install" in line and "-e" in line]
