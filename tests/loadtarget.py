@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,21 @@ def run_loadtarget() -> Iterator[LoadTarget]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def run_loadtest_cli(
+    *args: str, cwd: Path | None = None, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``aibridge loadtest ARGS`` as a real subprocess, 120 columns, no proxy settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "aibridge", "loadtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=cwd,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        preexec_fn=preexec_fn,
+    )
 
 
 def main() -> None:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from aibridge.ops.loadtest import load_schema
-from loadtarget import LoadTarget
+from loadtarget import LoadTarget, run_loadtest_cli
 from support import free_port
 
 
 def _loadtest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aibridge", "loadtest", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=cwd,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
-    )
+    return run_loadtest_cli(*args, cwd=cwd)
 
 
 def test_ab_style_run_passes_the_kpis_with_json_output(target: LoadTarget) -> None:

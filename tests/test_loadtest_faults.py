@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from loadtarget import LoadTarget
+from loadtarget import LoadTarget, run_loadtest_cli
 
 
 def _child_setup() -> None:
@@ -25,15 +25,7 @@ def _child_setup() -> None:
 
 
 def _loadtest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aibridge", "loadtest", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=cwd,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
-        preexec_fn=_child_setup,
-    )
+    return run_loadtest_cli(*args, cwd=cwd, preexec_fn=_child_setup)
 
 
 @contextlib.contextmanager
