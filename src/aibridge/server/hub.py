@@ -28,6 +28,7 @@ from aibridge.server.connection import (
     CLOSE_SLOW,
     CLOSE_UNAUTHORIZED,
     Connection,
+    Outboxes,
 )
 from aibridge.server.events import Backplane, BridgeEvents, NullEvents, RemoteMessage
 from aibridge.server.logs import log_ws_registered
@@ -88,7 +89,8 @@ class Hub:
         self.errors = 0
         self.last_error: str | None = None
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=13)
-        self.writes = StoreWrites(store, self._settled)
+        self.outboxes = Outboxes()
+        self.writes = StoreWrites(store, self._settled, self.outboxes.flush)
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -144,6 +146,7 @@ class Hub:
     def attach(self, conn: Connection) -> None:
         conn.on_taken = self._taken
         conn.on_error = self.record_error
+        conn.outboxes = self.outboxes
         self.registry.attach(conn)
 
     async def detach(self, conn: Connection) -> None:

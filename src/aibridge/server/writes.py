@@ -23,6 +23,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from aibridge.errors import StoreError
 from aibridge.server.protocol import Envelope
@@ -40,11 +41,27 @@ log = logging.getLogger("aibridge.hub")
 _acks: set[asyncio.Future[int]] = set()
 
 
-class StoreWrites:
-    """The hub's writes to ``store``; ``settled`` hears how each deferred accept ended."""
+@runtime_checkable
+class _GroupCommits(Protocol):
+    before_commit: Callable[[], None] | None
 
-    def __init__(self, store: Store, settled: Callable[[Outcome], None]) -> None:
+
+class StoreWrites:
+    """The hub's writes to ``store``; ``settled`` hears how each deferred accept ended.
+
+    ``before_commit``: for stores that commit in groups (SQLite), called right before each
+    commit (the hub writes its sockets' pending frames, see ``Outboxes``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settled: Callable[[Outcome], None],
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
+        if isinstance(store, _GroupCommits):
+            store.before_commit = before_commit
         self._settled = settled
         self._accept_nowait: Callable[..., AcceptResult] | None = getattr(store, "accept_nowait", None)
         self._accept_later: Callable[..., None] | None = getattr(store, "accept_later", None)

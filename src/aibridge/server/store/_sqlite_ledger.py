@@ -12,15 +12,16 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
 from aibridge.server.config import BridgeConfig
 from aibridge.server.store._rows import json_of
+from aibridge.server.store._sqlite_writer import Write
 from aibridge.server.store.base import Envelope, QueueFullError, StoreStats
 
-__all__ = ("MAX_TASK_MEMBERS", "Ledger", "Recorded")
+__all__ = ("MAX_TASK_MEMBERS", "Ledger")
 
 MAX_TASK_MEMBERS = 256
 """Most distinct intents or participants kept per task, as in the memory store."""
@@ -28,18 +29,6 @@ _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("aibridge.store")
 
 Row = tuple[Any, ...]
-
-
-class Recorded(NamedTuple):
-    """The rows one accepted envelope writes, and how many queue entries it pushed out."""
-
-    history: Row
-    queue: list[Row]
-    queue_deletes: list[tuple[int]]
-    task: Row | None
-    task_delete: tuple[str, int] | None
-    prune_below: int
-    dropped: int
 
 
 class _Queue:
@@ -51,12 +40,14 @@ class _Queue:
 
 
 class _Task:
-    __slots__ = ("first_seq", "intents", "participants")
+    __slots__ = ("encoded", "first_seq", "intents", "participants")
 
     def __init__(self, first_seq: int, intents: list[Any], participants: list[Any]) -> None:
         self.first_seq = first_seq
         self.intents = intents
         self.participants = participants
+        self.encoded: tuple[bytes, bytes] | None = None
+        """Both lists as JSON, until one changes (most envelopes of a task add nobody)."""
 
 
 def _text(value: Any) -> str | None:
@@ -119,13 +110,22 @@ class Ledger:
     def stats(self) -> StoreStats:
         return StoreStats(self._history_size, len(self._queues), self._messages, self._bytes)
 
-    def record(self, envelope: Envelope, size: int, queue_for: Sequence[str], body: str | bytes) -> Recorded:
-        """Count ``envelope`` in; ``QueueFullError`` (before any change) if a queue limit refuses it."""
+    def record(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str], body: str | bytes, ticket: int
+    ) -> tuple[Write, int]:
+        """Count ``envelope`` in: its rows as write ``ticket``, and how many queue entries it pushed out.
+
+        ``QueueFullError`` (before any change) if a queue limit refuses it.
+        """
         config = self._config
         recipients = list(dict.fromkeys(queue_for)) if len(queue_for) > 1 else queue_for
         if recipients:
-            new_queues = sum(1 for r in recipients if r not in self._queues)
-            if new_queues and len(self._queues) + new_queues > config.max_queues:
+            queues = self._queues
+            new_queues = 0
+            for recipient in recipients:
+                if recipient not in queues:
+                    new_queues += 1
+            if new_queues and len(queues) + new_queues > config.max_queues:
                 raise QueueFullError(f"too many offline queues (AI_BRIDGE_MAX_QUEUES={config.max_queues})")
             if self._bytes + size * len(recipients) > config.max_queued_bytes:
                 raise QueueFullError(
@@ -152,7 +152,7 @@ class Ledger:
         if self._history_size < config.history_limit:
             self._history_size += 1
         prune_below = max(0, seq - config.history_limit + 1)
-        return Recorded(history, rows, deletes, task_row, task_delete, prune_below, dropped)
+        return Write(ticket, history, rows, deletes, task_row, task_delete, prune_below), dropped
 
     def _enqueue(
         self,
@@ -199,10 +199,14 @@ class Ledger:
         intent = envelope.get("intent")
         if intent not in task.intents and len(task.intents) < MAX_TASK_MEMBERS:
             task.intents.append(intent)
+            task.encoded = None
         for who in (envelope.get("from"), envelope.get("to")):
             if who is not None and who not in task.participants and len(task.participants) < MAX_TASK_MEMBERS:
                 task.participants.append(who)
-        intents, participants = _encode(task.intents), _encode(task.participants)
+                task.encoded = None
+        if task.encoded is None:
+            task.encoded = (_encode(task.intents), _encode(task.participants))
+        intents, participants = task.encoded
         timestamp = _text(envelope.get("timestamp"))
         return (task_id, task.first_seq, seq, intents, participants, timestamp, body), evicted
 

@@ -25,7 +25,8 @@ Statements run in a fixed phase order; that is safe because the store assigns ev
 its ``seq`` up front and deletions always name rows by ``seq`` (or, for tasks, by the
 ``first_seq`` of the task that was evicted), never by "whatever is there now". A queue row
 inserted and deleted within one batch (an envelope delivered and acked before its commit)
-is written neither way.
+is written neither way: ``before_commit`` (the sockets' pending writes, see
+:class:`~aibridge.server.connection.Outboxes`) runs first so that it usually is.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class GroupWriter:
         checkpoint: Callable[[], None],
         resync: Callable[[], bool],
         headroom: Callable[[], bool],
+        before_commit: Callable[[], None] = lambda: None,
     ) -> None:
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
         self._conn = conn
@@ -112,6 +114,8 @@ class GroupWriter:
         self._resync = resync
         self._stale = False
         self._headroom = headroom
+        self._before_commit = before_commit
+        self._committing = False
         self._probe_handle: asyncio.TimerHandle | None = None
         self._backoff = PROBE_FIRST_S
         self._failed_at = 0.0
@@ -138,7 +142,7 @@ class GroupWriter:
         self._pending.append(write)
         if self._paused:
             return
-        if len(self._pending) >= _MAX_BATCH:
+        if len(self._pending) >= _MAX_BATCH and not self._committing:
             self.flush()
         elif self._flush_handle is None:
             assert self._loop is not None, "start() first"
@@ -161,11 +165,16 @@ class GroupWriter:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._paused:
+        if self._paused or not self._pending:
             return
+        # Writes that ``before_commit`` submits (acks of frames the sockets just wrote) join
+        # this batch, which is not flushed from inside itself.
+        self._committing = True
+        try:
+            self._before_commit()
+        finally:
+            self._committing = False
         batch, self._pending = self._pending, []
-        if not batch:
-            return
         error = self.failure
         if error is None:
             try:

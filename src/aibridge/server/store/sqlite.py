@@ -83,6 +83,8 @@ class SqliteStore:
             maxlen=FAILED_RANGES_KEPT
         )
         self._checkpointing: concurrent.futures.Future[None] | None = None
+        self.before_commit: Callable[[], None] | None = None
+        """Called right before each commit (the hub writes out its sockets' frames then)."""
 
     async def open(self) -> None:
         files = await asyncio.to_thread(open_files, self._path.parent)
@@ -102,7 +104,13 @@ class SqliteStore:
         self._reader, self._lock = files.reader, files.lock
         window = self._config.commit_window_ms / 1000
         self._writer = GroupWriter(
-            files.writer, window, str(self._path), self._start_checkpoint, self._resync, self._headroom
+            files.writer,
+            window,
+            str(self._path),
+            self._start_checkpoint,
+            self._resync,
+            self._headroom,
+            self._before_commit,
         )
         self._writer.start(asyncio.get_running_loop(), self._on_commit)
 
@@ -142,6 +150,10 @@ class SqliteStore:
             return False
         self._ledger = ledger
         return True
+
+    def _before_commit(self) -> None:
+        if self.before_commit is not None:
+            self.before_commit()
 
     def _headroom(self) -> bool:
         """Whether the file system has room for a couple of the largest envelopes again."""
@@ -211,10 +223,10 @@ class SqliteStore:
         """
         writer = self._writable()
         body: str | bytes = _encode(envelope) if text is None else text
-        recorded = self._ledger.record(envelope, size, queue_for, body)
-        self._ticket += 1
-        writer.submit(Write(self._ticket, *recorded[:-1]))
-        return AcceptResult(dropped=recorded.dropped, ticket=self._ticket)
+        write, dropped = self._ledger.record(envelope, size, queue_for, body, self._ticket + 1)
+        self._ticket += 1  # only now: a refused envelope takes no ticket, which durable() would await
+        writer.submit(write)
+        return AcceptResult(dropped, self._ticket)
 
     async def pending(self, recipient: str) -> list[Envelope]:
         if not self._ledger.live(recipient):
