@@ -5,8 +5,8 @@ pattern of performance.md in one process: register the receiver(s), register ``s
 sends N envelopes without waiting, the clock stops at the last delivery (and the last
 ``accepted`` with ``confirm``). ``ws`` is installed with npm into a scratch folder.
 
-The figure of record is the server's CPU time per delivery (user + system of the server
-process, from /proc): on a machine shared with other work the wall-clock rates drift between
+The figure of record is the server's CPU time per delivery (every thread of the server process,
+from /proc, in nanoseconds): on a machine shared with other work the wall-clock rates drift between
 hours, the CPU cost much less. Baseline and current servers run alternately, in the same run.
 """
 

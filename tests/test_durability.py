@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import websockets
 
+from aibridge.server.store._sqlite_writer import SCHEMA
 from support import BridgeProcess, run_bridge
 
 SINK = "sink"
@@ -195,3 +196,45 @@ async def test_caps_and_pruning_hold_on_disk_through_restarts(tmp_path: Path) ->
         ws, replayed = await replay(bridge, 20)
         assert replayed == sent[-20:]
         await ws.close()
+
+
+async def test_frames_taken_before_the_commit_leave_no_queue_rows(tmp_path: Path) -> None:
+    """A live fire-and-forget agent's queue entry is written neither way; an acking agent's is.
+
+    The sockets write before each commit (issue 16), so the entry of a frame the transport
+    took is cancelled by its ack inside the same batch. A trigger counts what reached the
+    queue table: without that ordering about half of these entries were inserted and
+    deleted again. The acking agent is the control: its entries must stay until it acks.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "aibridge.db") as db:
+        db.executescript(
+            SCHEMA
+            + "CREATE TABLE inserted (n INTEGER NOT NULL); INSERT INTO inserted VALUES (0);"
+            + "CREATE TRIGGER count_queue AFTER INSERT ON queue BEGIN UPDATE inserted SET n = n + 1; END;"
+        )
+    bursts, burst = 20, 50
+    with run_bridge(tmp_path, bridge_env(data, AI_BRIDGE_HISTORY_LIMIT="10000")) as bridge:
+        live = await register(bridge.ws_url, "live")
+        acking = await register(bridge.ws_url, "acking", ack=True)
+        sender = await register(bridge.ws_url, "sender")
+        for to, ws in (("live", live), ("acking", acking)):
+            for _ in range(bursts):  # in bursts, each read before the next: the reader never falls behind
+                for n in range(burst):
+                    frame = {"type": "envelope", "envelope": {"to": to, "payload": {"n": n}}}
+                    await sender.send(json.dumps(frame))
+                for _ in range(burst):
+                    assert (await recv(ws))["type"] == "envelope"
+        for ws in (live, acking, sender):
+            await ws.close()
+        bridge.signal(signal.SIGTERM)
+        assert bridge.wait(15) == 0
+
+    with sqlite3.connect(data / "aibridge.db") as db:
+        assert db.execute("select count(*) from history").fetchone() == (2 * bursts * burst,)
+        # Every entry of the acking agent, none of the live one's: all stay queued until acked.
+        assert db.execute("select n from inserted").fetchone() == (bursts * burst,)
+        assert db.execute("select recipient, count(*) from queue group by recipient").fetchall() == [
+            ("acking", bursts * burst)
+        ]

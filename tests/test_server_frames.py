@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import json
+import time
+import uuid
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,6 +17,8 @@ from aibridge.server.protocol import (
     build_envelope,
     decode_frame,
     encode,
+    new_id,
+    now_iso,
     parse_registration,
 )
 
@@ -73,3 +79,23 @@ def test_any_register_frame_is_parsed_or_refused(frame: dict[str, Any]) -> None:
         return
     assert len(registration.labels) <= 3
     assert isinstance(registration.ack, bool)
+
+
+def test_generated_ids_are_distinct_random_v4_uuids_across_pool_refills() -> None:
+    ids = [new_id() for _ in range(5000)]  # about twenty refills of the randomness pool
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Random, not a counter: no two consecutive ids share their first 8 hex digits.
+    assert not any(a[:8] == b[:8] for a, b in itertools.pairwise(ids))
+
+
+def test_timestamps_are_iso_utc_milliseconds_that_never_go_back() -> None:
+    stamps = [now_iso() for _ in range(20000)]
+    for text in (stamps[0], stamps[-1]):
+        parsed = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+        assert abs(parsed.timestamp() - time.time()) < 5
+        assert len(text) == len("2025-10-14T12:00:00.000Z")
+    assert stamps == sorted(stamps)

@@ -170,6 +170,11 @@ class Connection:
         return not self.wire.writable_now()
 
     @property
+    def reads_live(self) -> bool:
+        """A fire-and-forget agent that is not behind: what is written to it now, it takes now."""
+        return not self.ack and self.wire.writable_now()
+
+    @property
     def backlog(self) -> int:
         """Frames written but not yet taken by the transport."""
         return len(self._out)

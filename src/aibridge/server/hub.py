@@ -244,8 +244,7 @@ class Hub:
         # Deferred only for a local agent that reads live: its ack follows the write in order.
         # A remote one could ack through its own process before our write lands.
         later = not durable and local is not None and not local.replaying
-        live = local is not None and not local.ack and not local.congested
-        if later and self.writes.defers_accepts and live and local is not None:
+        if later and self.writes.defers_accepts and local is not None and local.reads_live:
             return await self._hand_over(envelope, text, to, local)
         result = await self.writes.accept(envelope, text, (to,), later)
         self.messages_processed += 1

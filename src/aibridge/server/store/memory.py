@@ -112,8 +112,11 @@ class MemoryStore:
     ) -> AcceptResult:
         config = self._config
         if queue_for:
-            new_queues = sum(1 for r in queue_for if r not in self._queues)
-            if len(self._queues) + new_queues > config.max_queues:
+            new_queues = 0
+            for recipient in queue_for:
+                if recipient not in self._queues:
+                    new_queues += 1
+            if new_queues and len(self._queues) + new_queues > config.max_queues:
                 raise QueueFullError(f"too many offline queues (AI_BRIDGE_MAX_QUEUES={config.max_queues})")
             if self._queued_bytes + size * len(queue_for) > config.max_queued_bytes:
                 raise QueueFullError(
