@@ -14,7 +14,8 @@ commit); RSS idle and with 1,000 registered agents. ``--store redis`` starts a s
 ``--client node|aiohttp|both`` and ``--baseline-ref REF`` run the routing figures only, with
 the older bridge's Node ``ws`` client pattern too, and for REF's code in the same run, printing
 server CPU per delivery (the figure of record) and the ratios now/baseline
-(:mod:`routing_compare`).
+(:mod:`routing_compare`); with a baseline, then ``/health`` and RSS for both as well
+(:mod:`regressions`; ``--routing-only`` skips them).
 """
 
 from __future__ import annotations
@@ -363,6 +364,11 @@ def main() -> None:
         help="routing figures only, for this commit too (a git worktree), alternating, with ratios",
     )
     parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of the routing comparison")
+    parser.add_argument(
+        "--routing-only",
+        action="store_true",
+        help="with --baseline-ref: skip the /health and RSS comparison (bench/regressions.py)",
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     only = set(args.only or TARGETS)
@@ -404,6 +410,24 @@ def compare(args: argparse.Namespace, extra: dict[str, str], stack: contextlib.E
         baseline_src=base,
     )
     MISSED.extend(routing_compare.print_table(figures, args.store, args.baseline_ref))
+    if base is None or args.routing_only:
+        return
+    import regressions
+
+    print("\n/health and RSS, now and baseline alternating")
+    steady = regressions.measure(
+        bridge,
+        wrk_health,
+        rss_mib,
+        rss_with_agents,
+        store=args.store,
+        extra=extra,
+        shipped=SHIPPED,
+        duration=args.duration,
+        rounds=args.compare_rounds,
+        baseline_src=base,
+    )
+    MISSED.extend(regressions.print_table(steady, args.baseline_ref))
 
 
 def run(args: argparse.Namespace, extra: dict[str, str], only: set[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import random
 import time
 import uuid
 from typing import Any
@@ -99,3 +100,12 @@ def test_timestamps_are_iso_utc_milliseconds_that_never_go_back() -> None:
         assert abs(parsed.timestamp() - time.time()) < 5
         assert len(text) == len("2025-10-14T12:00:00.000Z")
     assert stamps == sorted(stamps)
+
+
+def test_generated_ids_do_not_come_from_the_random_module() -> None:
+    # Python's `random` is predictable from its output; reseeding it must not repeat an id.
+    random.seed(16)
+    first = [new_id() for _ in range(300)]
+    random.seed(16)
+    again = [new_id() for _ in range(300)]
+    assert not set(first) & set(again)
