@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -36,11 +34,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 
-import aiohttp
 import httpx
+
+from aiohttp_pattern import routing, rss_with_agents
+from procfs import cpu_seconds, rss_mib
 
 TARGETS: dict[str, tuple[int | None, str, str]] = {
     "health": (9_000, "req/s", ">="),
@@ -112,32 +111,6 @@ def bridge(
                 process.kill()
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time the server has used so far, all its threads (to judge figures on a busy machine).
-
-    From each thread's ``schedstat`` (nanoseconds): /proc's user + system time counts in clock
-    ticks, 10 ms, which is 0.5 µs per delivery over 20,000 envelopes, a twentieth of a direct
-    envelope's cost. The server's threads live as long as it does, so none is missed; without
-    schedstat (a kernel without scheduler statistics), the tick counts.
-    """
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        nanoseconds = sum(int(Path(task, "schedstat").read_text().split()[0]) for task in tasks)
-    except (OSError, ValueError, IndexError):
-        nanoseconds = 0
-    if nanoseconds:
-        return nanoseconds / 1e9
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wrk_health(port: int, duration: str) -> float:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -182,45 +155,6 @@ def health_figures(store: str, extra: dict[str, str], duration: str, rounds: int
     report("log_cost", statistics.median(costs))
 
 
-async def _agent(
-    session: aiohttp.ClientSession, url: str, client_id: str, confirm: bool = False
-) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(url, compress=0, max_msg_size=0, autoping=True)
-    await ws.send_str(json.dumps({"type": "register", "clientId": client_id, "confirm": confirm}))
-    while json.loads((await ws.receive()).data).get("type") != "registered":
-        pass
-    return ws
-
-
-async def _count(ws: aiohttp.ClientWebSocketResponse, expected: int) -> None:
-    # aiohttp's C frame reader and a prefix test instead of json.loads per frame: the load
-    # generator must not be what limits the figure (every delivery starts with this tag).
-    seen = 0
-    while seen < expected:
-        message = await ws.receive()
-        if message.type != aiohttp.WSMsgType.TEXT:
-            raise RuntimeError(f"connection ended after {seen} of {expected} deliveries: {message}")
-        if message.data.startswith('{"type":"envelope"'):
-            seen += 1
-
-
-def _receiver_process(port: int, ids: list[str], expected: int, pipe: Connection) -> None:
-    """A load-generator process holding some receiving agents (one Python process cannot
-    read 200,000 frames/s; spreading receivers keeps the generator from being the limit)."""
-
-    async def run() -> None:
-        url = f"ws://127.0.0.1:{port}/ws"
-        async with aiohttp.ClientSession() as session:
-            sinks = [await _agent(session, url, client_id) for client_id in ids]
-            pipe.send("ready")
-            await asyncio.gather(*(_count(ws, expected) for ws in sinks))
-            pipe.send(time.monotonic())
-            for ws in sinks:
-                await ws.close()
-
-    asyncio.run(run())
-
-
 @contextlib.contextmanager
 def scratch_redis() -> Iterator[str]:
     """A throwaway ``redis-server`` on a free loopback port (nothing on disk): yields its URL."""
@@ -242,88 +176,6 @@ def scratch_redis() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-async def _confirmed(ws: aiohttp.ClientWebSocketResponse, expected: int) -> float:
-    seen = 0
-    while seen < expected:
-        message = await ws.receive()
-        if message.type != aiohttp.WSMsgType.TEXT:
-            raise RuntimeError(f"sender's connection ended after {seen} of {expected} confirms: {message}")
-        if message.data.startswith('{"type":"accepted"'):
-            seen += 1
-    return time.monotonic()
-
-
-async def routing(
-    port: int, pid: int, messages: int, receivers: int, processes: int = 2, confirm: bool = False
-) -> float:
-    """Deliveries per second: 1 sender pipelining ``messages`` envelopes to ``receivers`` agents.
-
-    Also prints the server's CPU time per delivery: on a machine shared with other work the
-    wall-clock rate drops, the CPU cost does not.
-    """
-    ids = [f"dst{i}" for i in range(receivers)]
-    context = multiprocessing.get_context("spawn")
-    workers = []
-    for n in range(min(processes, receivers)):
-        ours, theirs = context.Pipe()
-        worker = context.Process(target=_receiver_process, args=(port, ids[n::processes], messages, theirs))
-        worker.start()
-        workers.append((worker, ours))
-    for _, pipe in workers:
-        if not pipe.poll(30):
-            raise SystemExit("receiver processes did not register within 30 s")
-        pipe.recv()
-    session = aiohttp.ClientSession()
-    sender = await _agent(session, f"ws://127.0.0.1:{port}/ws", "src", confirm=confirm)
-    to = {"to": "dst0"} if receivers == 1 else {}
-    frames = [
-        json.dumps(
-            {
-                "type": "envelope",
-                "envelope": {
-                    **to,
-                    "intent": "bench",
-                    "taskId": f"t{i % 50}",
-                    "payload": {"i": i, "text": "hello world"},
-                },
-            }
-        )
-        for i in range(messages)
-    ]
-    cpu_start = cpu_seconds(pid)
-    start = time.monotonic()
-    confirms = asyncio.create_task(_confirmed(sender, messages)) if confirm else None
-    for frame in frames:
-        await sender.send_str(frame)
-    ends = [await asyncio.to_thread(pipe.recv) for _, pipe in workers]
-    if confirms is not None:  # the clock stops at the last delivery or the last confirm
-        ends.append(await confirms)
-    elapsed = max(ends) - start
-    cpu = cpu_seconds(pid) - cpu_start
-    rate = messages * receivers / cpu if cpu else float("inf")
-    print(f"  server CPU {cpu:.2f}s for {messages * receivers:,} deliveries = {rate:,.0f} per CPU-second")
-    await sender.close()
-    await session.close()
-    for worker, _ in workers:
-        worker.join(10)
-    return messages * receivers / elapsed
-
-
-async def rss_with_agents(port: int, pid: int, count: int) -> float:
-    url = f"ws://127.0.0.1:{port}/ws"
-    agents = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        for batch in range(0, count, 100):
-            agents += await asyncio.gather(
-                *(_agent(session, url, f"idle{i}") for i in range(batch, min(count, batch + 100)))
-            )
-        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
-        assert health["connectedClients"] >= count, health
-        rss = rss_mib(pid)
-        await asyncio.gather(*(ws.close() for ws in agents))
-    return rss
 
 
 MISSED: list[str] = []
