@@ -2,7 +2,8 @@
 
 Stores differ in what they can promise without waiting:
 
-* memory: every call is done when it returns;
+* memory (``accept_nowait``/``ack_nowait``): every call is done when it returns, and the
+  store keeps the JSON text it is given (issue 11, item 5);
 * SQLite (``accept_nowait``/``ack_nowait``/``durable``): a write is recorded at once (order,
   caps and counts decided synchronously) and committed with the next group; ``durable()``
   waits for that commit;
@@ -69,7 +70,6 @@ class StoreWrites:
             store, "ack_nowait", getattr(store, "ack_later", None)
         )
         self._durable: Callable[[int | None], Awaitable[None]] | None = getattr(store, "durable", None)
-        self._takes_text = bool(getattr(store, "keeps_text", False))
 
     @property
     def defers_accepts(self) -> bool:
@@ -90,9 +90,6 @@ class StoreWrites:
         if later and self._accept_later is not None:
             self._accept_later(envelope, len(text), queue_for, self._settled)
             return _NOTHING_DROPPED  # the real count arrives through ``settled``
-        if self._takes_text:  # the memory store keeps the JSON text itself (issue 11, item 5)
-            accept: Callable[..., Awaitable[AcceptResult]] = self.store.accept
-            return await accept(envelope, len(text), queue_for, text=text)
         return await self.store.accept(envelope, len(text), queue_for)
 
     def accept_later(self, envelope: Envelope, text: str, queue_for: Sequence[str]) -> None:

@@ -104,12 +104,15 @@ class MemoryStore:
     async def close(self) -> None:
         pass
 
-    keeps_text = True
-    """``accept`` takes the envelope's JSON ``text`` (see :class:`~aibridge.server.writes.StoreWrites`)."""
-
     async def accept(
         self, envelope: Envelope, size: int, queue_for: Sequence[str] = (), *, text: str | None = None
     ) -> AcceptResult:
+        return self.accept_nowait(envelope, size, queue_for, text=text)
+
+    def accept_nowait(
+        self, envelope: Envelope, size: int, queue_for: Sequence[str] = (), *, text: str | None = None
+    ) -> AcceptResult:
+        """:meth:`accept` without a coroutine (the hub calls this one): nothing here waits."""
         config = self._config
         if queue_for:
             new_queues = 0
@@ -169,6 +172,10 @@ class MemoryStore:
         return [e for e in found if e is not None]
 
     async def ack(self, recipient: str, envelope_ids: Sequence[str]) -> int:
+        return self.ack_nowait(recipient, envelope_ids)
+
+    def ack_nowait(self, recipient: str, envelope_ids: Sequence[str]) -> int:
+        """:meth:`ack` without a coroutine (the hub calls this one)."""
         queue = self._queues.get(recipient)
         if queue is None:
             return 0
