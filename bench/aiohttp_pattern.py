@@ -28,16 +28,21 @@ async def _agent(
     return ws
 
 
-async def _count(ws: aiohttp.ClientWebSocketResponse, expected: int) -> None:
-    # aiohttp's C frame reader and a prefix test instead of json.loads per frame: the load
-    # generator must not be what limits the figure (every delivery starts with this tag).
+async def _count(ws: aiohttp.ClientWebSocketResponse, expected: int, kind: str = "envelope") -> float:
+    """Read until ``expected`` frames of type ``kind`` came; the monotonic time of the last one.
+
+    aiohttp's C frame reader and a prefix test instead of json.loads per frame: the load
+    generator must not be what limits the figure (the bridge writes ``type`` first).
+    """
+    tag = f'{{"type":"{kind}"'
     seen = 0
     while seen < expected:
         message = await ws.receive()
         if message.type != aiohttp.WSMsgType.TEXT:
-            raise RuntimeError(f"connection ended after {seen} of {expected} deliveries: {message}")
-        if message.data.startswith('{"type":"envelope"'):
+            raise RuntimeError(f"connection ended after {seen} of {expected} {kind} frames: {message}")
+        if message.data.startswith(tag):
             seen += 1
+    return time.monotonic()
 
 
 def _receiver_process(port: int, ids: list[str], expected: int, pipe: Connection) -> None:
@@ -55,17 +60,6 @@ def _receiver_process(port: int, ids: list[str], expected: int, pipe: Connection
                 await ws.close()
 
     asyncio.run(run())
-
-
-async def _confirmed(ws: aiohttp.ClientWebSocketResponse, expected: int) -> float:
-    seen = 0
-    while seen < expected:
-        message = await ws.receive()
-        if message.type != aiohttp.WSMsgType.TEXT:
-            raise RuntimeError(f"sender's connection ended after {seen} of {expected} confirms: {message}")
-        if message.data.startswith('{"type":"accepted"'):
-            seen += 1
-    return time.monotonic()
 
 
 async def routing(
@@ -107,7 +101,7 @@ async def routing(
     ]
     cpu_start = cpu_seconds(pid)
     start = time.monotonic()
-    confirms = asyncio.create_task(_confirmed(sender, messages)) if confirm else None
+    confirms = asyncio.create_task(_count(sender, messages, "accepted")) if confirm else None
     for frame in frames:
         await sender.send_str(frame)
     ends = [await asyncio.to_thread(pipe.recv) for _, pipe in workers]

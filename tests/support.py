@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -149,3 +150,24 @@ def run_bridge(
         yield bridge
     finally:
         stop_process(process)
+
+
+_BUILD_APP = """
+import json, sys
+from aibridge.server.app import server_stack
+from aibridge.server.config import BridgeConfig
+from aibridge.server.hub import Hub
+from aibridge.server.store.memory import MemoryStore
+config = BridgeConfig.from_env({})
+store = MemoryStore(config)
+app, _ = server_stack(config, store, Hub(config, store), port=1, metrics=None)
+print(json.dumps({"modules": sorted(sys.modules), "plugins": sorted(type(p).__name__ for p in app.plugins)}))
+"""
+
+
+def built_app() -> dict[str, list[str]]:
+    """Build the bridge's app in a fresh interpreter: the ``modules`` it imported and its ``plugins``."""
+    out = subprocess.run([sys.executable, "-c", _BUILD_APP], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report: dict[str, list[str]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return report
